@@ -1,0 +1,44 @@
+"""Settings from environment variables (``COLONY_*``), with defaults for a laptop."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import msgspec
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    data_dir: Path = Path("var/data")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    topology_file: Path | None = None
+    log_level: str = "info"
+    log_json: bool | None = None
+    access_log: bool = False
+    token_ttl_seconds: int = 3600
+    password_hash_cost: str = "standard"  # "standard" (OWASP) or "fast" (tests only)
+    search_cache_seconds: float = 2.0
+    max_body_bytes: int = 64 * 1024
+    dsns: dict[str, str] = msgspec.field(default_factory=dict)
+
+    def dsn_for(self, service: str) -> str:
+        """A service's database: configured per service, else a SQLite file in the data dir."""
+        return self.dsns.get(service) or f"sqlite:///{self.data_dir / (service + '.db')}"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+        values: dict[str, object] = {}
+        fields = {f.name: f for f in msgspec.structs.fields(cls)}
+        for name in fields:
+            raw = env.get(f"COLONY_{name.upper()}")
+            if raw is not None and name != "dsns":
+                values[name] = raw
+        values["dsns"] = {
+            key[len("COLONY_") : -len("_DSN")].lower(): value
+            for key, value in env.items()
+            if key.startswith("COLONY_") and key.endswith("_DSN")
+        }
+        values.update(overrides)
+        return msgspec.convert(values, cls, strict=False)

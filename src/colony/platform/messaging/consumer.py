@@ -1,0 +1,170 @@
+"""Consumers: apply each message once, retry with backoff, dead-letter what keeps failing.
+
+The inbox row and the handler's effect commit in one transaction, so a redelivered message
+finds its id and has no second effect.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import stamina
+
+from colony.platform import context
+from colony.platform.clock import utc_now_iso
+from colony.platform.ids import new_id
+from colony.platform.logging import get_logger
+from colony.platform.messaging.message import Event, Message, decode_message, encode_message
+from colony.platform.storage import Database
+
+Handler = Callable[[Any], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    attempts: int = 5
+    wait_initial: float = 0.05
+    wait_max: float = 2.0
+    wait_jitter: float = 0.1
+
+
+class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    consumer: str
+    message_id: str
+    topic: str
+    error: str
+    attempts: int
+    failed_at: str
+    replayed_at: str | None
+    message: Message
+
+
+class Consumer:
+    """A named subscription of one service: topic → (event type, handler)."""
+
+    def __init__(
+        self,
+        name: str,
+        db: Database,
+        handlers: dict[type[Event], Handler],
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.name = name
+        self.db = db
+        self.retry = retry or RetryPolicy()
+        self._routes = {event_type.topic: (event_type, h) for event_type, h in handlers.items()}
+        self._log = get_logger("consumer", consumer=name)
+
+    @property
+    def topics(self) -> Iterable[str]:
+        return self._routes.keys()
+
+    async def apply(self, message: Message) -> bool:
+        """One attempt: returns False when the inbox shows it was already applied."""
+        event_type, handler = self._routes[message.topic]
+        event = message.decode(event_type)
+        with context.call_context(correlation=message.headers.get("correlation_id")):
+            async with self.db.transaction():
+                seen = await self.db.fetch_one(
+                    "SELECT 1 FROM inbox WHERE consumer = ? AND message_id = ?",
+                    (self.name, message.id),
+                )
+                if seen:
+                    return False
+                await handler(event)
+                await self.db.execute(
+                    "INSERT INTO inbox (consumer, message_id, processed_at) VALUES (?, ?, ?)",
+                    (self.name, message.id, utc_now_iso()),
+                )
+        return True
+
+    async def deliver(self, message: Message) -> None:
+        """Apply with bounded retries; on exhaustion record a dead letter. Never raises."""
+        attempts = 0
+        try:
+            async for attempt in stamina.retry_context(
+                on=Exception,
+                attempts=self.retry.attempts,
+                timeout=None,
+                wait_initial=self.retry.wait_initial,
+                wait_max=self.retry.wait_max,
+                wait_jitter=self.retry.wait_jitter,
+            ):
+                with attempt:
+                    attempts += 1
+                    await self.apply(message)
+        except Exception as exc:
+            self._log.error(
+                "message dead-lettered",
+                message_id=message.id,
+                topic=message.topic,
+                attempts=attempts,
+                error=repr(exc),
+            )
+            await self._dead_letter(message, exc, attempts)
+
+    async def _dead_letter(self, message: Message, exc: Exception, attempts: int) -> None:
+        error = "".join(traceback.format_exception_only(exc)).strip()
+        await self.db.execute(
+            "INSERT INTO dead_letters (id, consumer, message_id, topic, message, error,"
+            " attempts, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                new_id(),
+                self.name,
+                message.id,
+                message.topic,
+                encode_message(message),
+                error,
+                attempts,
+                utc_now_iso(),
+            ),
+        )
+
+    async def replay(self, dead_letter_id: str) -> bool:
+        """Apply a dead letter again, once; marks it replayed when it succeeds."""
+        letter = await load_dead_letter(self.db, dead_letter_id)
+        if letter is None or letter.consumer != self.name:
+            raise LookupError(dead_letter_id)
+        try:
+            await self.apply(letter.message)
+        except Exception as exc:
+            await self.db.execute(
+                "UPDATE dead_letters SET attempts = attempts + 1, error = ?, failed_at = ?"
+                " WHERE id = ?",
+                (repr(exc), utc_now_iso(), dead_letter_id),
+            )
+            return False
+        await self.db.execute(
+            "UPDATE dead_letters SET replayed_at = ? WHERE id = ?", (utc_now_iso(), dead_letter_id)
+        )
+        return True
+
+
+def _dead_letter_from_row(row: Any) -> DeadLetter:
+    return DeadLetter(
+        id=row["id"],
+        consumer=row["consumer"],
+        message_id=row["message_id"],
+        topic=row["topic"],
+        error=row["error"],
+        attempts=row["attempts"],
+        failed_at=row["failed_at"],
+        replayed_at=row["replayed_at"],
+        message=decode_message(row["message"]),
+    )
+
+
+async def list_dead_letters(db: Database, include_replayed: bool = False) -> list[DeadLetter]:
+    where = "" if include_replayed else "WHERE replayed_at IS NULL"
+    rows = await db.fetch_all(f"SELECT * FROM dead_letters {where} ORDER BY failed_at")
+    return [_dead_letter_from_row(row) for row in rows]
+
+
+async def load_dead_letter(db: Database, dead_letter_id: str) -> DeadLetter | None:
+    row = await db.fetch_one("SELECT * FROM dead_letters WHERE id = ?", (dead_letter_id,))
+    return None if row is None else _dead_letter_from_row(row)

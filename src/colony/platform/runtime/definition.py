@@ -1,0 +1,48 @@
+"""How a service describes itself to the runtime, and what the runtime hands it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from colony.platform.config import Settings
+from colony.platform.messaging import Outbox
+from colony.platform.storage import Database
+
+if TYPE_CHECKING:
+    from colony.platform.runtime.runtime import Runtime
+
+Api = TypeVar("Api")
+
+
+class ServiceApi(Protocol):
+    """Every public interface names the service that implements it."""
+
+    service_name: str
+
+
+@dataclass(frozen=True)
+class ServiceDefinition:
+    name: str
+    api: type[Any]
+    build: Callable[[ServiceContext], Any]
+    migrations: Path | None = None
+    depends_on: tuple[str, ...] = ()
+
+
+@dataclass
+class ServiceContext:
+    """What a service receives when it is built: its settings, its own database and outbox,
+    and clients for the services it depends on."""
+
+    name: str
+    settings: Settings
+    db: Database
+    outbox: Outbox
+    runtime: Runtime = field(repr=False)
+
+    def client(self, api: type[Api]) -> Api:
+        return self.runtime.client(api)
+

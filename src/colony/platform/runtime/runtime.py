@@ -1,0 +1,137 @@
+"""The runtime: what a topology places in this process is started here, the rest is called.
+
+For each local service it opens the service's own database, applies its migrations, builds
+it, subscribes its consumers and starts its outbox relay; a service placed behind an HTTP
+binding is also served over HTTP. ``client(Api)`` returns the implementation itself when
+caller and service share the process, and an HTTP client otherwise.
+"""
+
+from __future__ import annotations
+
+import inspect
+from graphlib import TopologicalSorter
+from typing import Any, TypeVar
+
+from colony.platform.config import Settings
+from colony.platform.logging import get_logger
+from colony.platform.messaging import Broker, Consumer, InProcessBroker, Outbox, OutboxRelay
+from colony.platform.runtime.definition import ServiceContext, ServiceDefinition
+from colony.platform.runtime.http_binding import HttpClientFactory, rpc_app
+from colony.platform.runtime.topology import Topology
+from colony.platform.storage import Database, open_database
+from colony.platform.storage.migrations import PLATFORM_MIGRATIONS, migrate
+from colony.platform.web.server import HttpServer
+
+Api = TypeVar("Api")
+_log = get_logger("runtime")
+
+
+class Runtime:
+    def __init__(
+        self,
+        settings: Settings,
+        definitions: list[ServiceDefinition],
+        topology: Topology | None = None,
+        broker: Broker | None = None,
+    ) -> None:
+        self.settings = settings
+        self.topology = topology or Topology.one_process()
+        self.definitions = {d.name: d for d in definitions}
+        self.broker = broker or InProcessBroker()
+        self.services: dict[str, Any] = {}
+        self.databases: dict[str, Database] = {}
+        self.relays: dict[str, OutboxRelay] = {}
+        self.consumers: dict[str, Consumer] = {}
+        self._http = HttpClientFactory()
+        self._servers: list[HttpServer] = []
+        self._clients: dict[str, Any] = {}
+        self._by_api = {d.api: d.name for d in definitions}
+
+    def local_names(self) -> list[str]:
+        graph = {d.name: set(d.depends_on) for d in self.definitions.values()}
+        order = list(TopologicalSorter(graph).static_order())
+        return [name for name in order if self.topology.placement(name).local]
+
+    async def start(self, background: bool = True) -> None:
+        """Start every local service; with ``background=False`` no relay or server runs
+        (for commands such as ``colony seed`` that drive the services themselves)."""
+        for name in self.local_names():
+            await self._start_service(self.definitions[name])
+        await self.broker.start()
+        if background:
+            for relay in self.relays.values():
+                relay.start()
+            for name in self.local_names():
+                placement = self.topology.placement(name)
+                if placement.binding == "http":
+                    await self._serve(name, placement.url or "")
+
+    async def _start_service(self, definition: ServiceDefinition) -> None:
+        db = open_database(definition.name, self.settings.dsn_for(definition.name))
+        await db.open()
+        await migrate(db, "platform", PLATFORM_MIGRATIONS)
+        if definition.migrations is not None:
+            await migrate(db, definition.name, definition.migrations)
+        outbox = Outbox(db, definition.name)
+        ctx = ServiceContext(definition.name, self.settings, db, outbox, self)
+        service = definition.build(ctx)
+        if hasattr(service, "start"):
+            await service.start()
+        self.services[definition.name] = service
+        self.databases[definition.name] = db
+        self.relays[definition.name] = OutboxRelay(outbox, self.broker)
+        handlers = service.subscriptions() if hasattr(service, "subscriptions") else {}
+        if handlers:
+            consumer = Consumer(definition.name, db, handlers)
+            self.consumers[definition.name] = consumer
+            self.broker.subscribe(consumer)
+
+    async def _serve(self, name: str, url: str) -> None:
+        host, _, port = url.removeprefix("http://").rstrip("/").partition(":")
+        server = HttpServer(rpc_app(self.definitions[name].api, self.services[name]), host, int(port))
+        await server.start()
+        self._servers.append(server)
+
+    def client(self, api: type[Api]) -> Api:
+        name = self._by_api[api]
+        if name in self._clients:
+            return self._clients[name]  # type: ignore[no-any-return]
+        placement = self.topology.placement(name)
+        if placement.binding == "inprocess":
+            client = self.services[name]
+        else:
+            client = self._http.client(api, placement.url or "")
+        self._clients[name] = client
+        return client  # type: ignore[no-any-return]
+
+    async def drain(self) -> int:
+        """Publish every pending outbox row, until the whole system is quiet."""
+        total = 0
+        while True:
+            published = 0
+            for relay in self.relays.values():
+                published += await relay.drain()
+            total += published
+            if not published:
+                return total
+
+    async def stop(self) -> None:
+        for server in reversed(self._servers):
+            await server.stop()
+        self._servers.clear()
+        for relay in self.relays.values():
+            await relay.stop()
+        await self.broker.stop()
+        for name, service in reversed(list(self.services.items())):
+            stop = getattr(service, "stop", None)
+            if stop is not None and inspect.iscoroutinefunction(stop):
+                await stop()
+            _log.debug("service stopped", service=name)
+        await self._http.close()
+        for db in self.databases.values():
+            await db.close()
+        self.services.clear()
+        self.databases.clear()
+        self.relays.clear()
+        self.consumers.clear()
+        self._clients.clear()

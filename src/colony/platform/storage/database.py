@@ -1,0 +1,42 @@
+"""The database interface every service uses, whatever engine stands behind it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+Params = Mapping[str, Any] | Sequence[Any]
+Row = Any  # a mapping-and-sequence row (sqlite3.Row); columns by name or position
+
+
+class Database(Protocol):
+    """A service's own database.
+
+    ``transaction()`` is the unit of work: everything inside commits or rolls back together,
+    and a nested ``transaction()`` joins the one already open. Reads outside a transaction see
+    committed data only.
+    """
+
+    name: str
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    def transaction(self) -> AbstractAsyncContextManager[None]: ...
+    def in_transaction(self) -> bool: ...
+    def after_commit(self, callback: Callable[[], None]) -> None: ...
+    async def execute(self, sql: str, params: Params = ()) -> int: ...
+    async def execute_many(self, sql: str, rows: Iterable[Params]) -> None: ...
+    async def fetch_one(self, sql: str, params: Params = ()) -> Row | None: ...
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]: ...
+    async def fetch_value(self, sql: str, params: Params = ()) -> Any: ...
+    async def run_script(self, script: str) -> None: ...
+
+
+def open_database(name: str, dsn: str) -> Database:
+    """The adapter for a DSN. SQLite today; PostgreSQL slots in here."""
+    if dsn.startswith("sqlite:///"):
+        from colony.platform.storage.sqlite import SqliteDatabase
+
+        return SqliteDatabase(name, dsn.removeprefix("sqlite:///"))
+    raise ValueError(f"unsupported database DSN for {name}: {dsn!r}")

@@ -1,0 +1,1 @@
+"""Web: problem responses, the HTTP server, request limits and OpenAPI documents."""

@@ -1,0 +1,83 @@
+"""RFC 9457 problem details for every error a web app can answer with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from colony.platform import context
+from colony.platform.errors import (
+    ColonyError,
+    InvalidInput,
+    MethodNotAllowed,
+    NotFound,
+    problem_type_uri,
+)
+from colony.platform.logging import get_logger
+
+PROBLEM_JSON = "application/problem+json"
+_encode = msgspec.json.Encoder().encode
+_log = get_logger("web")
+
+
+def problem_response(error: ColonyError, instance: str | None = None) -> Response:
+    problem = error.to_problem(instance)
+    if cid := context.correlation_id():
+        problem.setdefault("correlation_id", cid)
+    headers = {}
+    if error.status == 401:
+        headers["www-authenticate"] = "Bearer"
+    return Response(_encode(problem), status_code=error.status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def validation_problem(exc: msgspec.ValidationError | msgspec.DecodeError) -> ColonyError:
+    """msgspec's messages name the offending field (``... - at `$.price_minor```)."""
+    message = str(exc)
+    if isinstance(exc, msgspec.ValidationError):
+        return InvalidInput(message)
+    from colony.platform.errors import MalformedRequest
+
+    return MalformedRequest(f"The body is not valid JSON: {message}")
+
+
+async def _colony_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ColonyError)
+    return problem_response(exc, request.url.path)
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    error: ColonyError
+    if exc.status_code == 404:
+        error = NotFound(f"No resource at {request.url.path}")
+    elif exc.status_code == 405:
+        error = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
+    else:
+        error = _generic(exc.status_code, str(exc.detail))
+    return problem_response(error, request.url.path)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    _log.exception("unhandled error", path=request.url.path, method=request.method)
+    return problem_response(ColonyError("An unexpected error occurred."), request.url.path)
+
+
+def _generic(status: int, detail: str) -> ColonyError:
+    error = ColonyError(detail)
+    error.status = status  # type: ignore[misc]
+    return error
+
+
+def install_problem_handlers(app: Starlette) -> None:
+    app.add_exception_handler(ColonyError, _colony_error)
+    app.add_exception_handler(HTTPException, _http_exception)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+def problem_dict(status: int, slug: str, title: str, detail: str) -> dict[str, Any]:
+    return {"type": problem_type_uri(slug), "title": title, "status": status, "detail": detail}

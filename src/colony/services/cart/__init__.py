@@ -1,0 +1,1 @@
+"""Cart: each buyer's cart. Available first: it answers with what it has when others are down."""

@@ -1,0 +1,55 @@
+"""Cart's public interface: the only module other services may import."""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal, Protocol
+
+import msgspec
+
+from colony.platform.security import Actor
+
+MAX_LINE_QUANTITY = 99
+MAX_LINES = 50
+LineQuantity = Annotated[int, msgspec.Meta(ge=1, le=MAX_LINE_QUANTITY)]
+LineStatus = Literal["ok", "insufficient_stock", "unavailable"]
+
+
+class CartLine(msgspec.Struct, frozen=True, kw_only=True):
+    listing_id: str
+    seller_id: str
+    title: str
+    quantity: int
+    unit_price_minor: int
+    currency: str
+    line_total_minor: int
+    available: int | None
+    status: LineStatus
+
+
+class Cart(msgspec.Struct, frozen=True, kw_only=True):
+    buyer_id: str
+    lines: list[CartLine]
+    item_count: int
+    totals: dict[str, int]
+    prices_current: bool
+    """False when the catalog could not be reached and prices are as they were when added."""
+
+
+class CartApi(Protocol):
+    service_name: ClassVar[str] = "cart"
+
+    async def get_cart(self, actor: Actor) -> Cart:
+        """The caller's cart, priced now, with each line's availability."""
+        ...
+
+    async def add_item(self, actor: Actor, listing_id: str, quantity: LineQuantity) -> Cart:
+        """Add units of a listing (adding to a line already there)."""
+        ...
+
+    async def set_quantity(self, actor: Actor, listing_id: str, quantity: int) -> Cart:
+        """Set a line's quantity; 0 removes it."""
+        ...
+
+    async def remove_item(self, actor: Actor, listing_id: str) -> Cart: ...
+
+    async def clear(self, actor: Actor) -> Cart: ...

@@ -1,0 +1,1 @@
+"""Catalog: sellers' listings, categories, prices and full-text search."""

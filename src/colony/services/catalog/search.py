@@ -1,0 +1,61 @@
+"""Turning a search query into SQL over the listings and their full-text index."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from colony.services.catalog.api import SearchQuery
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_SUMMARY = "l.id, l.seller_id, l.title, l.category, l.price_minor, l.currency, l.image_url"
+_ORDER = {
+    "price_asc": "l.price_minor ASC, l.id",
+    "price_desc": "l.price_minor DESC, l.id",
+    "newest": "l.created_at DESC, l.id",
+}
+
+
+def match_expression(text: str | None) -> str | None:
+    """Every word must match, the last as a prefix (search as you type). Words are quoted,
+    so nothing a user types is read as FTS5 syntax."""
+    words = _WORD.findall(text or "")[:12]
+    if not words:
+        return None
+    quoted = [f'"{w}"' for w in words]
+    quoted[-1] += "*"
+    return " ".join(quoted)
+
+
+def search_sql(query: SearchQuery) -> tuple[str, str, dict[str, Any]]:
+    """The page query and the count query for ``query``, with their parameters."""
+    params: dict[str, Any] = {
+        "limit": query.page_size,
+        "offset": (query.page - 1) * query.page_size,
+    }
+    where = ["l.status = 'active'"]
+    if query.category:
+        where.append("l.category = :category")
+        params["category"] = query.category
+    if query.min_price is not None:
+        where.append("l.price_minor >= :min_price")
+        params["min_price"] = query.min_price
+    if query.max_price is not None:
+        where.append("l.price_minor <= :max_price")
+        params["max_price"] = query.max_price
+    match = match_expression(query.q)
+    if match:
+        params["match"] = match
+        source = "listings_fts f JOIN listings l ON l.rowid = f.rowid"
+        where.insert(0, "listings_fts MATCH :match")
+        order = _ORDER.get(query.sort, "f.rank, l.id")
+    else:
+        source = "listings l"
+        order = _ORDER.get(query.sort, "l.created_at DESC, l.id")
+    condition = " AND ".join(where)
+    page = (
+        f"SELECT {_SUMMARY} FROM {source} WHERE {condition} ORDER BY {order}"
+        " LIMIT :limit OFFSET :offset"
+    )
+    count = f"SELECT count(*) FROM {source} WHERE {condition}"
+    return page, count, params

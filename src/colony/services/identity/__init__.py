@@ -1,0 +1,1 @@
+"""Identity: accounts, credentials, and the keys that sign access tokens."""

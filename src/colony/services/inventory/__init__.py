@@ -1,0 +1,1 @@
+"""Inventory: stock per listing. Strongly consistent: it refuses rather than oversells."""
