@@ -41,4 +41,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             if key.startswith("COLONY_") and key.endswith("_DSN")
         }
         values.update(overrides)
-        return msgspec.convert(values, cls, strict=False)
+        return msgspec.convert(values, cls, strict=False, dec_hook=_decode_path)
+
+
+def _decode_path(kind: type, value: object) -> object:
+    if kind is Path and isinstance(value, str):
+        return Path(value)
+    raise NotImplementedError(kind)

@@ -38,4 +38,5 @@ def configure_logging(level: str = "info", json: bool | None = None) -> None:
 
 
 def get_logger(name: str, **bound: Any) -> structlog.typing.FilteringBoundLogger:
-    return structlog.get_logger(name).bind(logger=name, **bound)
+    # Initial values, not .bind(): binding would fix the configuration at import time.
+    return structlog.get_logger(component=name, **bound)  # type: ignore[no-any-return]

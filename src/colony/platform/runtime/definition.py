@@ -45,4 +45,3 @@ class ServiceContext:
 
     def client(self, api: type[Api]) -> Api:
         return self.runtime.client(api)
-

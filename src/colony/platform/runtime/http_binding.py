@@ -84,6 +84,14 @@ class HttpClientFactory:
             await self._session.close()
             self._session = None
 
+    async def ping(self, base_url: str) -> None:
+        try:
+            async with self.session().get(base_url.rstrip("/") + "/health") as response:
+                if response.status != 200:
+                    raise ServiceUnavailable(f"{base_url} answered {response.status}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ServiceUnavailable(f"{base_url}: {exc}") from exc
+
     def client(self, api: type[Any], base_url: str) -> Any:
         """An object with the interface's methods, each a POST to the service."""
         methods = interface_methods(api)

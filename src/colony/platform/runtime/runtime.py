@@ -88,7 +88,9 @@ class Runtime:
 
     async def _serve(self, name: str, url: str) -> None:
         host, _, port = url.removeprefix("http://").rstrip("/").partition(":")
-        server = HttpServer(rpc_app(self.definitions[name].api, self.services[name]), host, int(port))
+        server = HttpServer(
+            rpc_app(self.definitions[name].api, self.services[name]), host, int(port)
+        )
         await server.start()
         self._servers.append(server)
 
@@ -103,6 +105,12 @@ class Runtime:
             client = self._http.client(api, placement.url or "")
         self._clients[name] = client
         return client  # type: ignore[no-any-return]
+
+    async def ping(self, name: str) -> None:
+        """Raise ServiceUnavailable unless the service answers (local ones always do)."""
+        placement = self.topology.placement(name)
+        if placement.binding == "http" and not placement.local:
+            await self._http.ping(placement.url or "")
 
     async def drain(self) -> int:
         """Publish every pending outbox row, until the whole system is quiet."""

@@ -32,7 +32,9 @@ def problem_response(error: ColonyError, instance: str | None = None) -> Respons
     headers = {}
     if error.status == 401:
         headers["www-authenticate"] = "Bearer"
-    return Response(_encode(problem), status_code=error.status, media_type=PROBLEM_JSON, headers=headers)
+    return Response(
+        _encode(problem), status_code=error.status, media_type=PROBLEM_JSON, headers=headers
+    )
 
 
 def validation_problem(exc: msgspec.ValidationError | msgspec.DecodeError) -> ColonyError:

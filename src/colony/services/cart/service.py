@@ -50,7 +50,9 @@ class CartService:
         listings: dict[str, Listing] | None
         available: dict[str, int] | None
         try:
-            listings = {item.id: item for item in await self.catalog.get_listings(ids)} if ids else {}
+            listings = (
+                {item.id: item for item in await self.catalog.get_listings(ids)} if ids else {}
+            )
         except ColonyError as exc:
             _log.warning("catalog unavailable; showing prices as added", error=str(exc))
             listings = None
@@ -77,9 +79,15 @@ class CartService:
                 totals[currency] = totals.get(currency, 0) + line_total
             lines.append(
                 CartLine(
-                    listing_id=listing_id, seller_id=seller_id, title=title, quantity=quantity,
-                    unit_price_minor=price, currency=currency, line_total_minor=line_total,
-                    available=units, status=status,
+                    listing_id=listing_id,
+                    seller_id=seller_id,
+                    title=title,
+                    quantity=quantity,
+                    unit_price_minor=price,
+                    currency=currency,
+                    line_total_minor=line_total,
+                    available=units,
+                    status=status,
                 )
             )
         return Cart(
@@ -117,8 +125,14 @@ class CartService:
                 " title = excluded.title, unit_price_minor = excluded.unit_price_minor,"
                 " currency = excluded.currency, unavailable = 0",
                 (
-                    actor.id, listing.id, listing.seller_id, listing.title, total,
-                    listing.price_minor, listing.currency, utc_now_iso(),
+                    actor.id,
+                    listing.id,
+                    listing.seller_id,
+                    listing.title,
+                    total,
+                    listing.price_minor,
+                    listing.currency,
+                    utc_now_iso(),
                 ),
             )
         return await self.get_cart(actor)

@@ -39,7 +39,7 @@ class ListingChanges(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     category: CategorySlug | msgspec.UnsetType = msgspec.UNSET
     price_minor: PriceMinor | msgspec.UnsetType = msgspec.UNSET
     currency: Currency | msgspec.UnsetType = msgspec.UNSET
-    image_url: ImageUrl | None | msgspec.UnsetType = msgspec.UNSET
+    image_url: ImageUrl | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class Listing(msgspec.Struct, frozen=True, kw_only=True):

@@ -22,9 +22,17 @@ _COLUMNS = (
 
 def listing_from_row(row: Any) -> Listing:
     return Listing(
-        id=row[0], seller_id=row[1], title=row[2], description=row[3], category=row[4],
-        price_minor=row[5], currency=row[6], image_url=row[7], status=row[8],
-        created_at=row[9], updated_at=row[10],
+        id=row[0],
+        seller_id=row[1],
+        title=row[2],
+        description=row[3],
+        category=row[4],
+        price_minor=row[5],
+        currency=row[6],
+        image_url=row[7],
+        status=row[8],
+        created_at=row[9],
+        updated_at=row[10],
     )
 
 
@@ -37,10 +45,14 @@ class ListingRepository:
         return [Category(slug=r[0], name=r[1]) for r in rows]
 
     async def category_exists(self, slug: str) -> bool:
-        return await self.db.fetch_one("SELECT 1 FROM categories WHERE slug = ?", (slug,)) is not None
+        return (
+            await self.db.fetch_one("SELECT 1 FROM categories WHERE slug = ?", (slug,)) is not None
+        )
 
     async def get(self, listing_id: str) -> Listing | None:
-        row = await self.db.fetch_one(f"SELECT {_COLUMNS} FROM listings WHERE id = ?", (listing_id,))
+        row = await self.db.fetch_one(
+            f"SELECT {_COLUMNS} FROM listings WHERE id = ?", (listing_id,)
+        )
         return None if row is None else listing_from_row(row)
 
     async def get_many(self, listing_ids: list[str]) -> list[Listing]:
@@ -52,7 +64,9 @@ class ListingRepository:
         )
         return [listing_from_row(r) for r in rows]
 
-    async def by_seller(self, seller_id: str, page: int, page_size: int) -> tuple[list[Listing], int]:
+    async def by_seller(
+        self, seller_id: str, page: int, page_size: int
+    ) -> tuple[list[Listing], int]:
         rows = await self.db.fetch_all(
             f"SELECT {_COLUMNS} FROM listings WHERE seller_id = ?"
             " ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
@@ -67,9 +81,17 @@ class ListingRepository:
         await self.db.execute(
             f"INSERT INTO listings ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                listing.id, listing.seller_id, listing.title, listing.description,
-                listing.category, listing.price_minor, listing.currency, listing.image_url,
-                listing.status, listing.created_at, listing.updated_at,
+                listing.id,
+                listing.seller_id,
+                listing.title,
+                listing.description,
+                listing.category,
+                listing.price_minor,
+                listing.currency,
+                listing.image_url,
+                listing.status,
+                listing.created_at,
+                listing.updated_at,
             ),
         )
 
@@ -78,8 +100,14 @@ class ListingRepository:
             "UPDATE listings SET title = ?, description = ?, category = ?, price_minor = ?,"
             " currency = ?, image_url = ?, status = ?, updated_at = ? WHERE id = ?",
             (
-                listing.title, listing.description, listing.category, listing.price_minor,
-                listing.currency, listing.image_url, listing.status, listing.updated_at,
+                listing.title,
+                listing.description,
+                listing.category,
+                listing.price_minor,
+                listing.currency,
+                listing.image_url,
+                listing.status,
+                listing.updated_at,
                 listing.id,
             ),
         )
@@ -89,8 +117,13 @@ class ListingRepository:
         rows = await self.db.fetch_all(page_sql, params)
         items = [
             ListingSummary(
-                id=r[0], seller_id=r[1], title=r[2], category=r[3], price_minor=r[4],
-                currency=r[5], image_url=r[6],
+                id=r[0],
+                seller_id=r[1],
+                title=r[2],
+                category=r[3],
+                price_minor=r[4],
+                currency=r[5],
+                image_url=r[6],
             )
             for r in rows
         ]

@@ -93,10 +93,17 @@ class CatalogService:
         now = utc_now_iso()
         created = [
             Listing(
-                id=new_id(), seller_id=actor.id, title=d.title.strip(),
-                description=d.description.strip(), category=d.category,
-                price_minor=d.price_minor, currency=d.currency, image_url=d.image_url,
-                status="active", created_at=now, updated_at=now,
+                id=new_id(),
+                seller_id=actor.id,
+                title=d.title.strip(),
+                description=d.description.strip(),
+                category=d.category,
+                price_minor=d.price_minor,
+                currency=d.currency,
+                image_url=d.image_url,
+                status="active",
+                created_at=now,
+                updated_at=now,
             )
             for d in drafts
         ]
@@ -105,8 +112,11 @@ class CatalogService:
                 await self.listings.add(listing)
                 await self.outbox.add(
                     ListingCreated(
-                        listing_id=listing.id, seller_id=listing.seller_id, title=listing.title,
-                        category=listing.category, price_minor=listing.price_minor,
+                        listing_id=listing.id,
+                        seller_id=listing.seller_id,
+                        title=listing.title,
+                        category=listing.category,
+                        price_minor=listing.price_minor,
                         currency=listing.currency,
                     ),
                     key=listing.id,
@@ -140,9 +150,13 @@ class CatalogService:
             await self.listings.save(updated)
             await self.outbox.add(
                 ListingUpdated(
-                    listing_id=updated.id, seller_id=updated.seller_id, title=updated.title,
-                    category=updated.category, price_minor=updated.price_minor,
-                    currency=updated.currency, changed=sorted(changed),
+                    listing_id=updated.id,
+                    seller_id=updated.seller_id,
+                    title=updated.title,
+                    category=updated.category,
+                    price_minor=updated.price_minor,
+                    currency=updated.currency,
+                    changed=sorted(changed),
                 ),
                 key=updated.id,
             )

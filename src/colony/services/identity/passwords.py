@@ -26,8 +26,9 @@ class Passwords:
     async def verify(self, password_hash: str | None, password: str) -> bool:
         """Verifies against a dummy hash when there is no account, so timing does not tell."""
         try:
-            return await asyncio.to_thread(
-                self._hasher.verify, password_hash or self._dummy, password
-            ) and password_hash is not None
+            return (
+                await asyncio.to_thread(self._hasher.verify, password_hash or self._dummy, password)
+                and password_hash is not None
+            )
         except (VerificationError, InvalidHashError):
             return False

@@ -28,7 +28,10 @@ from colony.services.identity.signing import SigningKey
 
 def _account(row: Any) -> Account:
     return Account(
-        id=row["id"], email=row["email"], name=row["name"], role=row["role"],
+        id=row["id"],
+        email=row["email"],
+        name=row["name"],
+        role=row["role"],
         created_at=row["created_at"],
     )
 

@@ -19,8 +19,13 @@ _COLUMNS = "listing_id, seller_id, available, reserved, sold, received, updated_
 
 def _level(row: Any) -> StockLevel:
     return StockLevel(
-        listing_id=row[0], seller_id=row[1], available=row[2], reserved=row[3], sold=row[4],
-        received=row[5], updated_at=row[6],
+        listing_id=row[0],
+        seller_id=row[1],
+        available=row[2],
+        reserved=row[3],
+        sold=row[4],
+        received=row[5],
+        updated_at=row[6],
     )
 
 
@@ -54,8 +59,13 @@ class InventoryService:
         if level is None:
             listing = await self.catalog.get_listing(listing_id)  # 404 when there is none
             return StockLevel(
-                listing_id=listing.id, seller_id=listing.seller_id, available=0, reserved=0,
-                sold=0, received=0, updated_at=listing.created_at,
+                listing_id=listing.id,
+                seller_id=listing.seller_id,
+                available=0,
+                reserved=0,
+                sold=0,
+                received=0,
+                updated_at=listing.created_at,
             )
         return level
 
@@ -88,9 +98,7 @@ class InventoryService:
         actor.require_owner(level.seller_id, "listing")
         return level
 
-    async def _apply(
-        self, level: StockLevel, delta: int, kind: str, reason: str
-    ) -> StockLevel:
+    async def _apply(self, level: StockLevel, delta: int, kind: str, reason: str) -> StockLevel:
         now = utc_now_iso()
         await self.db.execute(
             "UPDATE stock SET available = available + ?, received = received + ?,"
@@ -106,8 +114,10 @@ class InventoryService:
         assert updated is not None
         await self.outbox.add(
             StockChanged(
-                listing_id=updated.listing_id, seller_id=updated.seller_id,
-                available=updated.available, reason=kind,
+                listing_id=updated.listing_id,
+                seller_id=updated.seller_id,
+                available=updated.available,
+                reason=kind,
             ),
             key=updated.listing_id,
         )

@@ -1,0 +1,241 @@
+"""``colony``: start the marketplace, seed it, and operate it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import AsyncIterator, Coroutine
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from colony.cli import seed as seeding
+from colony.composition import service_definitions
+from colony.platform.config import Settings
+from colony.platform.logging import configure_logging
+from colony.platform.messaging.consumer import list_dead_letters, load_dead_letter
+from colony.platform.runtime import Runtime, Topology
+
+app = typer.Typer(help="Colony: a marketplace of independent services.", no_args_is_help=True)
+dlq = typer.Typer(help="Inspect and replay dead-lettered messages.", no_args_is_help=True)
+app.add_typer(dlq, name="dlq")
+console = Console(stderr=True)
+
+TopologyOption = Annotated[
+    Path | None, typer.Option("--topology", help="A topology file (TOML); default: one process.")
+]
+
+
+def _run(coro: Coroutine[Any, Any, Any]) -> Any:
+    try:
+        import uvloop
+
+        return uvloop.run(coro)
+    except ImportError:
+        return asyncio.run(coro)
+
+
+def _settings(**overrides: Any) -> Settings:
+    settings = Settings.from_env(**{k: v for k, v in overrides.items() if v is not None})
+    configure_logging(settings.log_level, settings.log_json)
+    return settings
+
+
+def _topology(settings: Settings, path: Path | None) -> Topology:
+    path = path or settings.topology_file
+    return Topology.load(path) if path else Topology.one_process()
+
+
+@contextlib.asynccontextmanager
+async def _services(settings: Settings, topology: Topology) -> AsyncIterator[Runtime]:
+    """The local services without relays or servers: for commands that drive them directly."""
+    runtime = Runtime(settings, service_definitions(), topology)
+    await runtime.start(background=False)
+    try:
+        yield runtime
+    finally:
+        await runtime.stop()
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description:<10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+async def _seed(runtime: Runtime, size: int) -> seeding.SeedReport:
+    with _progress() as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(task: str, done: int, total: int) -> None:
+            if task not in tasks:
+                tasks[task] = bar.add_task(task, total=total)
+            bar.update(tasks[task], completed=done)
+
+        return await seeding.seed(runtime, size, progress)
+
+
+def _print_logins() -> None:
+    table = Table(title="Demo logins", show_edge=False)
+    table.add_column("role")
+    table.add_column("e-mail")
+    table.add_column("password")
+    table.add_row("buyer", "buyer01@colony.example … buyer05", seeding.BUYER_PASSWORD)
+    table.add_row("seller", "seller01@colony.example … seller20", seeding.SELLER_PASSWORD)
+    table.add_row("admin", "admin@colony.example", seeding.ADMIN_PASSWORD)
+    console.print(table)
+
+
+@app.command()
+def seed(
+    size: Annotated[
+        int, typer.Option(help="How many listings to create.", min=1, max=1_000_000)
+    ] = 2000,
+    topology: TopologyOption = None,
+) -> None:
+    """Create deterministic demo data (accounts, listings in every category, stock)."""
+    settings = _settings()
+
+    async def main() -> None:
+        async with _services(settings, _topology(settings, topology)) as runtime:
+            if await seeding.already_seeded(runtime):
+                console.print("[yellow]The data directory is already seeded; nothing to do.")
+                raise typer.Exit(0)
+            started = time.perf_counter()
+            report = await _seed(runtime, size)
+            console.print(
+                f"Seeded {report.listings:,} listings ({report.units:,} units) for"
+                f" {report.sellers} sellers and {report.buyers} buyers"
+                f" in {time.perf_counter() - started:.1f} s."
+            )
+        _print_logins()
+
+    _run(main())
+
+
+@app.command()
+def up(
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port for the storefront and API.")] = None,
+    topology: TopologyOption = None,
+    seed_size: Annotated[int, typer.Option(help="Listings to seed on first start.")] = 2000,
+) -> None:
+    """Start the whole marketplace (one process by default); seeds demo data on first start."""
+    settings = _settings(host=host, port=port)
+    placement = _topology(settings, topology)
+
+    async def main() -> None:
+        from colony.marketplace import running_marketplace
+
+        started = time.perf_counter()
+        async with _services(settings, placement) as runtime:
+            if not await seeding.already_seeded(runtime):
+                console.print("First start: seeding demo data…")
+                await _seed(runtime, seed_size)
+                _print_logins()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with running_marketplace(settings, placement) as market:
+            console.print(
+                f"[bold green]Colony is up[/] in {time.perf_counter() - started:.2f} s\n"
+                f"  storefront  {market.url}/\n"
+                f"  API docs    {market.url}/api/docs\n"
+                f"  readiness   {market.url}/health/ready\n"
+                "Press Ctrl-C to stop."
+            )
+            await stop.wait()
+            console.print("Stopping…")
+        console.print("Stopped.")
+
+    _run(main())
+
+
+@dlq.command("list")
+def dlq_list(
+    include_replayed: Annotated[bool, typer.Option(help="Show replayed ones too.")] = False,
+    topology: TopologyOption = None,
+) -> None:
+    """Dead letters of every local service."""
+    settings = _settings()
+
+    async def main() -> None:
+        async with _services(settings, _topology(settings, topology)) as runtime:
+            table = Table(show_edge=False)
+            for column in ("id", "consumer", "topic", "attempts", "failed at", "replayed", "error"):
+                table.add_column(column)
+            count = 0
+            for db in runtime.databases.values():
+                for letter in await list_dead_letters(db, include_replayed):
+                    count += 1
+                    table.add_row(
+                        letter.id,
+                        letter.consumer,
+                        letter.topic,
+                        str(letter.attempts),
+                        letter.failed_at,
+                        letter.replayed_at or "",
+                        letter.error[:60],
+                    )
+            console.print(table if count else "No dead letters.")
+
+    _run(main())
+
+
+async def _find(runtime: Runtime, dead_letter_id: str) -> tuple[str, Any]:
+    for name, db in runtime.databases.items():
+        letter = await load_dead_letter(db, dead_letter_id)
+        if letter is not None:
+            return name, letter
+    console.print(f"[red]No dead letter {dead_letter_id}.")
+    raise typer.Exit(1)
+
+
+@dlq.command("show")
+def dlq_show(dead_letter_id: str, topology: TopologyOption = None) -> None:
+    """One dead letter, with its message."""
+    settings = _settings()
+
+    async def main() -> None:
+        import msgspec
+
+        async with _services(settings, _topology(settings, topology)) as runtime:
+            _, letter = await _find(runtime, dead_letter_id)
+            document = msgspec.to_builtins(letter)
+            document["message"]["payload"] = msgspec.json.decode(letter.message.payload)
+            console.print_json(msgspec.json.encode(document).decode())
+
+    _run(main())
+
+
+@dlq.command("replay")
+def dlq_replay(dead_letter_id: str, topology: TopologyOption = None) -> None:
+    """Apply a dead letter again (its consumer's inbox still prevents a second effect)."""
+    settings = _settings()
+
+    async def main() -> None:
+        async with _services(settings, _topology(settings, topology)) as runtime:
+            service, _ = await _find(runtime, dead_letter_id)
+            consumer = runtime.consumers.get(service)
+            if consumer is None:
+                console.print(f"[red]{service} has no consumer any more.")
+                raise typer.Exit(1)
+            if await consumer.replay(dead_letter_id):
+                console.print(f"[green]Replayed {dead_letter_id}.")
+            else:
+                console.print(f"[red]{dead_letter_id} failed again; it stays dead-lettered.")
+                raise typer.Exit(1)
+
+    _run(main())

@@ -1,0 +1,283 @@
+"""Declaring JSON endpoints once: the route, its typed body, query and response, and from the
+same declaration its OpenAPI operation.
+
+Why not FastAPI: its routing and validation cost ~50 µs a request on this class of machine,
+bare Starlette ~10 µs, and the browse path has a budget of ~200 µs in all. msgspec decodes and
+validates bodies and query strings, and gives the JSON Schema that the OpenAPI document uses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from colony.platform import context
+from colony.platform.errors import InvalidInput, MalformedRequest, UnsupportedMediaType
+from colony.platform.security import Actor
+from colony.platform.web.problems import PROBLEM_JSON
+
+CORRELATION_HEADER = "x-correlation-id"
+IDEMPOTENCY_HEADER = "idempotency-key"
+_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+_encoder = msgspec.json.Encoder()
+
+Authenticator = Callable[[Request], Awaitable[Actor]]
+
+
+@dataclass(slots=True)
+class Call:
+    """What an endpoint receives besides the request: decoded input and the caller."""
+
+    request: Request
+    body: Any = None
+    query: Any = None
+    actor: Actor | None = None
+
+    @property
+    def path(self) -> dict[str, Any]:
+        return self.request.path_params
+
+    def require_actor(self) -> Actor:
+        assert self.actor is not None, "endpoint declared without auth=True"
+        return self.actor
+
+
+Handler = Callable[[Call], Awaitable[Any]]
+
+
+@dataclass(slots=True)
+class Operation:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    body: Any = None
+    query: Any = None
+    response: Any = None
+    status: int = 200
+    auth: bool = False
+    idempotent: bool = False
+    errors: tuple[int, ...] = ()
+    body_decoder: msgspec.json.Decoder[Any] | None = field(default=None, repr=False)
+
+
+class ApiRouter:
+    def __init__(self, prefix: str, authenticate: Authenticator) -> None:
+        self.prefix = prefix
+        self.authenticate = authenticate
+        self.operations: list[Operation] = []
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        summary: str,
+        tag: str,
+        body: Any = None,
+        query: Any = None,
+        response: Any = None,
+        status: int = 200,
+        auth: bool = False,
+        errors: tuple[int, ...] = (),
+    ) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            self.operations.append(
+                Operation(
+                    method=method, path=path, handler=handler, summary=summary, tag=tag,
+                    body=body, query=query, response=response, status=status, auth=auth,
+                    idempotent=method == "POST", errors=errors,
+                    body_decoder=msgspec.json.Decoder(body) if body is not None else None,
+                )
+            )
+            return handler
+
+        return register
+
+    def routes(self) -> list[Route]:
+        return [
+            Route(self.prefix + op.path, self._endpoint(op), methods=[op.method])
+            for op in self.operations
+        ]
+
+    def _endpoint(self, op: Operation) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            with context.call_context(request.headers.get(CORRELATION_HEADER)) as cid:
+                call = Call(request)
+                if op.auth:
+                    call.actor = await self.authenticate(request)
+                if op.query is not None:
+                    call.query = _decode_query(request, op.query)
+                raw = b""
+                if op.body_decoder is not None:
+                    raw = await _read_json(request)
+                    try:
+                        call.body = op.body_decoder.decode(raw)
+                    except msgspec.ValidationError as exc:
+                        raise InvalidInput(str(exc)) from None
+                    except msgspec.DecodeError as exc:
+                        raise MalformedRequest(f"The body is not valid JSON: {exc}") from None
+                idempotency = _idempotency(request, call.actor, raw) if op.idempotent else None
+                if idempotency is not None:
+                    with context.call_context(cid, idempotency):
+                        result = await op.handler(call)
+                else:
+                    result = await op.handler(call)
+                headers = {CORRELATION_HEADER: cid}
+                if op.response is None:
+                    return Response(status_code=204, headers=headers)
+                return Response(
+                    _encoder.encode(result),
+                    status_code=op.status,
+                    media_type="application/json",
+                    headers=headers,
+                )
+
+        return endpoint
+
+
+async def _read_json(request: Request) -> bytes:
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() not in ("application/json", ""):
+        raise UnsupportedMediaType("Send the body as application/json.")
+    body = await request.body()
+    if not body:
+        raise MalformedRequest("A JSON body is required.")
+    return body
+
+
+def _decode_query(request: Request, query_type: Any) -> Any:
+    params: dict[str, Any] = {}
+    for key, value in request.query_params.multi_items():
+        if key in params:
+            raise InvalidInput(f"The query parameter {key!r} is given more than once.")
+        if value != "":
+            params[key] = value
+    try:
+        return msgspec.convert(params, query_type, strict=False)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput(str(exc).replace("$.", "query.")) from None
+
+
+def _idempotency(
+    request: Request, actor: Actor | None, body: bytes
+) -> context.IdempotencyRequest | None:
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None:
+        return None
+    if not _KEY.match(key):
+        raise InvalidInput("The Idempotency-Key must be 1 to 255 visible ASCII characters.")
+    # The key is the caller's own: two callers never collide, and the fingerprint ties it to
+    # exactly one request.
+    owner = actor.id if actor else "anonymous"
+    digest = hashlib.sha256(f"{request.method} {request.url.path}\n".encode() + body)
+    return context.IdempotencyRequest(f"{owner}:{key}", digest.hexdigest())
+
+
+def openapi_document(
+    routers: list[ApiRouter], title: str, version: str, description: str = ""
+) -> dict[str, Any]:
+    """An OpenAPI 3.1 document for every declared operation."""
+    types: list[Any] = []
+    for router in routers:
+        for op in router.operations:
+            for t in (op.body, op.response, op.query):
+                if t is not None:
+                    types.append(t)
+    schemas, components = msgspec.json.schema_components(
+        types, ref_template="#/components/schemas/{name}"
+    )
+    schema_of = dict(zip(map(id, types), schemas, strict=True))
+    paths: dict[str, dict[str, Any]] = {}
+    problem = {"$ref": "#/components/schemas/Problem"}
+    for router in routers:
+        for op in router.operations:
+            operation: dict[str, Any] = {
+                "summary": op.summary,
+                "tags": [op.tag],
+                "operationId": op.handler.__name__,
+                "responses": {},
+            }
+            parameters = [
+                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                for name in re.findall(r"{(\w+)}", op.path)
+            ]
+            if op.query is not None:
+                parameters += _query_parameters(schema_of[id(op.query)], components)
+            if op.idempotent:
+                parameters.append(
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "description": "Same key and body replay the first response; same key"
+                        " with another body is rejected with 422.",
+                        "schema": {"type": "string", "maxLength": 255},
+                    }
+                )
+            if parameters:
+                operation["parameters"] = parameters
+            if op.body is not None:
+                operation["requestBody"] = {
+                    "required": True,
+                    "content": {"application/json": {"schema": schema_of[id(op.body)]}},
+                }
+            if op.response is None:
+                operation["responses"][str(op.status if op.status != 200 else 204)] = {
+                    "description": "Done"
+                }
+            else:
+                operation["responses"][str(op.status)] = {
+                    "description": "OK",
+                    "content": {"application/json": {"schema": schema_of[id(op.response)]}},
+                }
+            errors = set(op.errors) | {422} | ({401, 403} if op.auth else set())
+            if op.body is not None:
+                errors |= {400, 413, 415}
+            for status in sorted(errors):
+                operation["responses"][str(status)] = {
+                    "description": "Problem details (RFC 9457)",
+                    "content": {PROBLEM_JSON: {"schema": problem}},
+                }
+            if op.auth:
+                operation["security"] = [{"bearer": []}]
+            paths.setdefault(router.prefix + op.path, {})[op.method.lower()] = operation
+    components["Problem"] = {
+        "type": "object",
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "instance": {"type": "string"},
+        },
+        "required": ["type", "title", "status"],
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version, "description": description},
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        },
+    }
+
+
+def _query_parameters(schema: dict[str, Any], components: dict[str, Any]) -> list[dict[str, Any]]:
+    ref = schema.get("$ref", "")
+    target = components.get(ref.rsplit("/", 1)[-1], schema)
+    required = set(target.get("required", []))
+    return [
+        {"name": name, "in": "query", "required": name in required, "schema": prop}
+        for name, prop in target.get("properties", {}).items()
+    ]

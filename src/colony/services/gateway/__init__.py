@@ -1,0 +1,1 @@
+"""Gateway: the public edge. The REST API, the storefront, authentication and idempotency."""

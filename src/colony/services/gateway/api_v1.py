@@ -1,0 +1,302 @@
+"""The public REST API, ``/api/v1``: each endpoint maps one request to service calls."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from colony.platform.errors import ColonyError, InvalidInput
+from colony.platform.web.api import ApiRouter, Call
+from colony.services.cart.api import Cart, LineQuantity
+from colony.services.catalog.api import (
+    Category,
+    Listing,
+    ListingChanges,
+    ListingDraft,
+    SearchPage,
+    SearchQuery,
+    SellerListings,
+)
+from colony.services.gateway.auth import Authenticator
+from colony.services.gateway.backends import Backends
+from colony.services.identity.api import Account, Credentials, Jwks, Registration, TokenGrant
+from colony.services.inventory.api import Delta, Quantity, Reason, StockLevel
+
+
+class ListingDetail(msgspec.Struct, frozen=True, kw_only=True):
+    listing: Listing
+    available: int | None
+    """Units in stock now; null when inventory cannot be asked."""
+
+
+class StockReceipt(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    quantity: Quantity
+
+
+class StockAdjustment(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    delta: Delta
+    reason: Reason
+
+
+class CartItem(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    listing_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    quantity: LineQuantity = 1
+
+
+class CartQuantity(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    quantity: Annotated[int, msgspec.Meta(ge=0, le=99)]
+
+
+class SellerListingsQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    page: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1
+    page_size: Annotated[int, msgspec.Meta(ge=1, le=100)] = 50
+
+
+def build_api(backends: Backends, auth: Authenticator) -> ApiRouter:
+    api = ApiRouter("/api/v1", auth.bearer)
+    identity, catalog, inventory, cart = (
+        backends.identity,
+        backends.catalog,
+        backends.inventory,
+        backends.cart,
+    )
+
+    # --- identity -------------------------------------------------------------------------
+    @api.route(
+        "POST",
+        "/accounts",
+        summary="Register a buyer or seller account",
+        tag="identity",
+        body=Registration,
+        response=Account,
+        status=201,
+        errors=(409,),
+    )
+    async def register(call: Call) -> Account:
+        return await identity.register(call.body)
+
+    @api.route(
+        "POST",
+        "/tokens",
+        summary="Log in: exchange e-mail and password for a token",
+        tag="identity",
+        body=Credentials,
+        response=TokenGrant,
+        errors=(401,),
+    )
+    async def issue_token(call: Call) -> TokenGrant:
+        return await identity.issue_token(call.body)
+
+    @api.route(
+        "GET", "/me", summary="The signed-in account", tag="identity", response=Account, auth=True
+    )
+    async def me(call: Call) -> Account:
+        return await identity.get_account(call.require_actor().id)
+
+    @api.route(
+        "GET",
+        "/jwks",
+        summary="Public keys that verify access tokens (JWKS)",
+        tag="identity",
+        response=Jwks,
+    )
+    async def jwks(call: Call) -> Jwks:
+        return await identity.jwks()
+
+    # --- catalog --------------------------------------------------------------------------
+    @api.route("GET", "/categories", summary="Categories", tag="catalog", response=list[Category])
+    async def categories(call: Call) -> list[Category]:
+        return await catalog.categories()
+
+    @api.route(
+        "GET",
+        "/listings",
+        summary="Search listings",
+        tag="catalog",
+        query=SearchQuery,
+        response=SearchPage,
+    )
+    async def search(call: Call) -> SearchPage:
+        query: SearchQuery = call.query
+        if (
+            query.min_price is not None
+            and query.max_price is not None
+            and query.min_price > query.max_price
+        ):
+            raise InvalidInput("min_price must not exceed max_price.")
+        return await catalog.search(query)
+
+    @api.route(
+        "GET",
+        "/listings/{listing_id}",
+        summary="A listing with its stock",
+        tag="catalog",
+        response=ListingDetail,
+        errors=(404,),
+    )
+    async def listing_detail(call: Call) -> ListingDetail:
+        listing = await catalog.get_listing(call.path["listing_id"])
+        try:
+            available: int | None = (await inventory.availability([listing.id]))[listing.id]
+        except ColonyError:
+            available = None  # browsing goes on while inventory is down
+        return ListingDetail(listing=listing, available=available)
+
+    @api.route(
+        "POST",
+        "/listings",
+        summary="List a product (sellers)",
+        tag="catalog",
+        body=ListingDraft,
+        response=Listing,
+        status=201,
+        auth=True,
+    )
+    async def create_listing(call: Call) -> Listing:
+        return await catalog.create_listing(call.require_actor(), call.body)
+
+    @api.route(
+        "PATCH",
+        "/listings/{listing_id}",
+        summary="Change a listing (its seller)",
+        tag="catalog",
+        body=ListingChanges,
+        response=Listing,
+        auth=True,
+        errors=(404, 409),
+    )
+    async def update_listing(call: Call) -> Listing:
+        return await catalog.update_listing(
+            call.require_actor(), call.path["listing_id"], call.body
+        )
+
+    @api.route(
+        "DELETE",
+        "/listings/{listing_id}",
+        summary="Delist a listing (its seller)",
+        tag="catalog",
+        response=Listing,
+        auth=True,
+        errors=(404,),
+    )
+    async def delist(call: Call) -> Listing:
+        return await catalog.delist(call.require_actor(), call.path["listing_id"])
+
+    @api.route(
+        "GET",
+        "/seller/listings",
+        summary="The signed-in seller's listings",
+        tag="catalog",
+        query=SellerListingsQuery,
+        response=SellerListings,
+        auth=True,
+    )
+    async def seller_listings(call: Call) -> SellerListings:
+        return await catalog.seller_listings(
+            call.require_actor(), call.query.page, call.query.page_size
+        )
+
+    # --- inventory ------------------------------------------------------------------------
+    @api.route(
+        "GET",
+        "/listings/{listing_id}/stock",
+        summary="Stock of a listing (its seller)",
+        tag="inventory",
+        response=StockLevel,
+        auth=True,
+        errors=(404,),
+    )
+    async def stock(call: Call) -> StockLevel:
+        actor = call.require_actor()
+        actor.require("seller")
+        level = await inventory.stock(call.path["listing_id"])
+        actor.require_owner(level.seller_id, "listing")
+        return level
+
+    @api.route(
+        "POST",
+        "/listings/{listing_id}/stock/receipts",
+        summary="Receive stock",
+        tag="inventory",
+        body=StockReceipt,
+        response=StockLevel,
+        status=201,
+        auth=True,
+        errors=(404, 409),
+    )
+    async def receive_stock(call: Call) -> StockLevel:
+        return await inventory.receive_stock(
+            call.require_actor(), call.path["listing_id"], call.body.quantity
+        )
+
+    @api.route(
+        "POST",
+        "/listings/{listing_id}/stock/adjustments",
+        summary="Adjust stock",
+        tag="inventory",
+        body=StockAdjustment,
+        response=StockLevel,
+        status=201,
+        auth=True,
+        errors=(404, 409),
+    )
+    async def adjust_stock(call: Call) -> StockLevel:
+        if call.body.delta == 0:
+            raise InvalidInput("delta must not be zero.")
+        return await inventory.adjust_stock(
+            call.require_actor(), call.path["listing_id"], call.body.delta, call.body.reason
+        )
+
+    # --- cart -----------------------------------------------------------------------------
+    @api.route(
+        "GET", "/cart", summary="The signed-in buyer's cart", tag="cart", response=Cart, auth=True
+    )
+    async def get_cart(call: Call) -> Cart:
+        return await cart.get_cart(call.require_actor())
+
+    @api.route(
+        "POST",
+        "/cart/items",
+        summary="Add to the cart",
+        tag="cart",
+        body=CartItem,
+        response=Cart,
+        auth=True,
+        errors=(404, 409),
+    )
+    async def add_to_cart(call: Call) -> Cart:
+        return await cart.add_item(call.require_actor(), call.body.listing_id, call.body.quantity)
+
+    @api.route(
+        "PUT",
+        "/cart/items/{listing_id}",
+        summary="Set a cart line's quantity",
+        tag="cart",
+        body=CartQuantity,
+        response=Cart,
+        auth=True,
+        errors=(404,),
+    )
+    async def set_quantity(call: Call) -> Cart:
+        return await cart.set_quantity(
+            call.require_actor(), call.path["listing_id"], call.body.quantity
+        )
+
+    @api.route(
+        "DELETE",
+        "/cart/items/{listing_id}",
+        summary="Remove a cart line",
+        tag="cart",
+        response=Cart,
+        auth=True,
+        errors=(404,),
+    )
+    async def remove_from_cart(call: Call) -> Cart:
+        return await cart.remove_item(call.require_actor(), call.path["listing_id"])
+
+    @api.route("DELETE", "/cart", summary="Empty the cart", tag="cart", response=Cart, auth=True)
+    async def clear_cart(call: Call) -> Cart:
+        return await cart.clear(call.require_actor())
+
+    return api

@@ -1,0 +1,81 @@
+"""The gateway's ASGI app: the REST API, its documentation, health, and the storefront."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import openapi_ui_bundles
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
+
+from colony.platform.config import Settings
+from colony.platform.web.api import openapi_document
+from colony.platform.web.limits import BodySizeLimit
+from colony.platform.web.problems import install_problem_handlers
+from colony.services.gateway.api_v1 import build_api
+from colony.services.gateway.auth import Authenticator
+from colony.services.gateway.backends import Backends
+from colony.services.gateway.storefront import storefront_routes
+
+API_DESCRIPTION = (
+    "Colony's public API. Errors are RFC 9457 problem details. Every POST accepts an"
+    " Idempotency-Key header. Authenticate with a bearer token from POST /api/v1/tokens."
+)
+_DOCS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Colony API</title>
+<link rel="stylesheet" href="/api/docs/assets/swagger-ui.css"></head>
+<body><div id="docs"></div>
+<script src="/api/docs/assets/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({url: "/api/openapi.json", dom_id: "#docs"});</script>
+</body></html>"""
+
+
+def create_app(backends: Backends, settings: Settings, auth: Authenticator) -> ASGIApp:
+    api = build_api(backends, auth)
+    openapi = msgspec.json.encode(openapi_document([api], "Colony", "1.0.0", API_DESCRIPTION))
+
+    async def openapi_json(request: Request) -> Response:
+        return Response(openapi, media_type="application/json")
+
+    async def docs(request: Request) -> Response:
+        return HTMLResponse(_DOCS_PAGE)
+
+    async def live(request: Request) -> Response:
+        return JSONResponse({"status": "alive"})
+
+    async def ready(request: Request) -> Response:
+        checks = await backends.health()
+        ok = all(checks.values())
+        return JSONResponse(
+            {"status": "ready" if ok else "not ready", "services": checks},
+            status_code=200 if ok else 503,
+        )
+
+    async def jwks(request: Request) -> Response:
+        return Response(
+            msgspec.json.encode(await backends.identity.jwks()), media_type="application/json"
+        )
+
+    routes: list[BaseRoute] = [
+        *api.routes(),
+        Route("/api/openapi.json", openapi_json),
+        Route("/api/docs", docs),
+        Mount("/api/docs/assets", StaticFiles(directory=openapi_ui_bundles.swagger_ui.static_path)),
+        Route("/.well-known/jwks.json", jwks),
+        Route("/health/live", live),
+        Route("/health/ready", ready),
+        Mount(
+            "/static",
+            StaticFiles(directory=Path(__file__).parent / "storefront" / "static"),
+            name="static",
+        ),
+        *storefront_routes(backends, auth, settings),
+    ]
+    app = Starlette(routes=routes)
+    install_problem_handlers(app)
+    return BodySizeLimit(app, settings.max_body_bytes)

@@ -1,0 +1,110 @@
+"""Fixtures: the marketplace in each topology, and an HTTP client for its gateway."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import stamina
+
+from colony.composition import SERVICE_NAMES
+from colony.marketplace import Marketplace, running_marketplace
+from colony.platform.config import Settings
+from colony.platform.logging import configure_logging
+from colony.platform.runtime import Topology
+from colony.platform.web.server import free_port
+
+configure_logging("warning", json=True)
+stamina.set_testing(True, attempts=3)
+
+BINDINGS = ["inprocess", "http"]
+_counter = itertools.count()
+
+
+def test_settings(data_dir: Path, **overrides: Any) -> Settings:
+    return Settings(
+        data_dir=data_dir, password_hash_cost="fast", search_cache_seconds=0.0, **overrides
+    )
+
+
+def topology_for(binding: str) -> Topology:
+    if binding == "inprocess":
+        return Topology.one_process()
+    return Topology.local_over_http({name: free_port() for name in SERVICE_NAMES})
+
+
+@pytest.fixture(scope="session", params=BINDINGS)
+async def marketplace(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Marketplace]:
+    """The whole marketplace, once per binding: in-process, and every service over HTTP."""
+    data_dir = tmp_path_factory.mktemp(f"market-{request.param}")
+    async with running_marketplace(
+        test_settings(data_dir), topology_for(request.param), serve=False
+    ) as market:
+        yield market
+
+
+@pytest.fixture
+async def client(marketplace: Marketplace) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=marketplace.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://colony.test") as c:
+        yield c
+
+
+def unique_email(role: str) -> str:
+    return f"{role}-{os.getpid()}-{next(_counter)}@example.com"
+
+
+class Session:
+    """A registered, logged-in account and its bearer header."""
+
+    def __init__(self, account: dict[str, Any], token: str, password: str) -> None:
+        self.account = account
+        self.token = token
+        self.password = password
+
+    @property
+    def id(self) -> str:
+        return str(self.account["id"])
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.token}"}
+
+
+async def sign_up(client: httpx.AsyncClient, role: str = "buyer") -> Session:
+    email, password = unique_email(role), "correct horse battery"
+    response = await client.post(
+        "/api/v1/accounts",
+        json={"email": email, "password": password, "name": role.title(), "role": role},
+    )
+    assert response.status_code == 201, response.text
+    login = await client.post("/api/v1/tokens", json={"email": email, "password": password})
+    assert login.status_code == 200, login.text
+    return Session(response.json(), login.json()["access_token"], password)
+
+
+async def list_product(
+    client: httpx.AsyncClient,
+    seller: Session,
+    stock: int = 0,
+    **fields: Any,
+) -> dict[str, Any]:
+    draft = {"title": "Walnut desk lamp", "category": "home-kitchen", "price_minor": 2500, **fields}
+    response = await client.post("/api/v1/listings", json=draft, headers=seller.headers)
+    assert response.status_code == 201, response.text
+    listing = response.json()
+    if stock:
+        receipt = await client.post(
+            f"/api/v1/listings/{listing['id']}/stock/receipts",
+            json={"quantity": stock},
+            headers=seller.headers,
+        )
+        assert receipt.status_code == 201, receipt.text
+    return listing
