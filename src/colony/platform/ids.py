@@ -1,4 +1,4 @@
-"""Identifiers: time-ordered UUIDs (version 7), so rows inserted together sit together in indexes."""
+"""Identifiers: time-ordered UUIDs (version 7), so rows written together sit together."""
 
 import os
 import time

@@ -20,9 +20,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from colony.platform import context
-from colony.platform.errors import InvalidInput, MalformedRequest, UnsupportedMediaType
+from colony.platform.errors import (
+    ColonyError,
+    InvalidInput,
+    MalformedRequest,
+    UnsupportedMediaType,
+)
 from colony.platform.security import Actor
-from colony.platform.web.problems import PROBLEM_JSON
+from colony.platform.web.problems import PROBLEM_JSON, problem_response
 
 CORRELATION_HEADER = "x-correlation-id"
 IDEMPOTENCY_HEADER = "idempotency-key"
@@ -93,9 +98,18 @@ class ApiRouter:
         def register(handler: Handler) -> Handler:
             self.operations.append(
                 Operation(
-                    method=method, path=path, handler=handler, summary=summary, tag=tag,
-                    body=body, query=query, response=response, status=status, auth=auth,
-                    idempotent=method == "POST", errors=errors,
+                    method=method,
+                    path=path,
+                    handler=handler,
+                    summary=summary,
+                    tag=tag,
+                    body=body,
+                    query=query,
+                    response=response,
+                    status=status,
+                    auth=auth,
+                    idempotent=method == "POST",
+                    errors=errors,
                     body_decoder=msgspec.json.Decoder(body) if body is not None else None,
                 )
             )
@@ -112,37 +126,45 @@ class ApiRouter:
     def _endpoint(self, op: Operation) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             with context.call_context(request.headers.get(CORRELATION_HEADER)) as cid:
-                call = Call(request)
-                if op.auth:
-                    call.actor = await self.authenticate(request)
-                if op.query is not None:
-                    call.query = _decode_query(request, op.query)
-                raw = b""
-                if op.body_decoder is not None:
-                    raw = await _read_json(request)
-                    try:
-                        call.body = op.body_decoder.decode(raw)
-                    except msgspec.ValidationError as exc:
-                        raise InvalidInput(str(exc)) from None
-                    except msgspec.DecodeError as exc:
-                        raise MalformedRequest(f"The body is not valid JSON: {exc}") from None
-                idempotency = _idempotency(request, call.actor, raw) if op.idempotent else None
-                if idempotency is not None:
-                    with context.call_context(cid, idempotency):
-                        result = await op.handler(call)
-                else:
-                    result = await op.handler(call)
-                headers = {CORRELATION_HEADER: cid}
-                if op.response is None:
-                    return Response(status_code=204, headers=headers)
-                return Response(
-                    _encoder.encode(result),
-                    status_code=op.status,
-                    media_type="application/json",
-                    headers=headers,
-                )
+                try:
+                    return await self._handle(op, request, cid)
+                except ColonyError as error:
+                    response = problem_response(error, request.url.path)
+                    response.headers[CORRELATION_HEADER] = cid
+                    return response
 
         return endpoint
+
+    async def _handle(self, op: Operation, request: Request, cid: str) -> Response:
+        call = Call(request)
+        if op.auth:
+            call.actor = await self.authenticate(request)
+        if op.query is not None:
+            call.query = _decode_query(request, op.query)
+        raw = b""
+        if op.body_decoder is not None:
+            raw = await _read_json(request)
+            try:
+                call.body = op.body_decoder.decode(raw)
+            except msgspec.ValidationError as exc:
+                raise InvalidInput(str(exc)) from None
+            except msgspec.DecodeError as exc:
+                raise MalformedRequest(f"The body is not valid JSON: {exc}") from None
+        idempotency = _idempotency(request, call.actor, raw) if op.idempotent else None
+        if idempotency is not None:
+            with context.call_context(cid, idempotency):
+                result = await op.handler(call)
+        else:
+            result = await op.handler(call)
+        headers = {CORRELATION_HEADER: cid}
+        if op.response is None:
+            return Response(status_code=204, headers=headers)
+        return Response(
+            _encoder.encode(result),
+            status_code=op.status,
+            media_type="application/json",
+            headers=headers,
+        )
 
 
 async def _read_json(request: Request) -> bytes:
@@ -268,7 +290,9 @@ def openapi_document(
         "paths": paths,
         "components": {
             "schemas": components,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
         },
     }
 

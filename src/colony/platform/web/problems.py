@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -13,10 +11,8 @@ from starlette.responses import Response
 from colony.platform import context
 from colony.platform.errors import (
     ColonyError,
-    InvalidInput,
     MethodNotAllowed,
     NotFound,
-    problem_type_uri,
 )
 from colony.platform.logging import get_logger
 
@@ -35,16 +31,6 @@ def problem_response(error: ColonyError, instance: str | None = None) -> Respons
     return Response(
         _encode(problem), status_code=error.status, media_type=PROBLEM_JSON, headers=headers
     )
-
-
-def validation_problem(exc: msgspec.ValidationError | msgspec.DecodeError) -> ColonyError:
-    """msgspec's messages name the offending field (``... - at `$.price_minor```)."""
-    message = str(exc)
-    if isinstance(exc, msgspec.ValidationError):
-        return InvalidInput(message)
-    from colony.platform.errors import MalformedRequest
-
-    return MalformedRequest(f"The body is not valid JSON: {message}")
 
 
 async def _colony_error(request: Request, exc: Exception) -> Response:
@@ -79,7 +65,3 @@ def install_problem_handlers(app: Starlette) -> None:
     app.add_exception_handler(ColonyError, _colony_error)
     app.add_exception_handler(HTTPException, _http_exception)
     app.add_exception_handler(Exception, _unexpected)
-
-
-def problem_dict(status: int, slug: str, title: str, detail: str) -> dict[str, Any]:
-    return {"type": problem_type_uri(slug), "title": title, "status": status, "detail": detail}

@@ -54,10 +54,10 @@ class HttpServer:
 
 
 async def wait_for_port(
-    host: str, port: int, task: asyncio.Task[None] | None = None, timeout: float = 10.0
+    host: str, port: int, task: asyncio.Task[None] | None = None, within: float = 10.0
 ) -> None:
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while True:
         if task is not None and task.done():
             task.result()

@@ -1,0 +1,212 @@
+"""Bad input gets an RFC 9457 problem with a 4xx status, and leaves nothing half-written."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import list_product, sign_up
+
+
+def assert_problem(response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["status"] == status
+    assert problem["type"].startswith("/problems/") and problem["title"]
+    return problem
+
+
+async def listing_count(client, seller) -> int:
+    return (await client.get("/api/v1/seller/listings", headers=seller.headers)).json()["total"]
+
+
+GOOD_DRAFT = {"title": "Oak stool", "category": "home-kitchen", "price_minor": 4000}
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"price_minor": -1}, "negative price"),
+        ({"price_minor": 0}, "zero price"),
+        ({"price_minor": 10**12}, "absurd price"),
+        ({"price_minor": "12.50"}, "price as a string"),
+        ({"price_minor": 12.5}, "fractional minor units"),
+        ({"title": ""}, "empty title"),
+        ({"title": "x" * 201}, "title too long"),
+        ({"title": 42}, "title of the wrong type"),
+        ({"category": "no-such-category"}, "unknown category"),
+        ({"category": "../etc"}, "category outside the slug pattern"),
+        ({"currency": "BTC"}, "unsupported currency"),
+        ({"image_url": "javascript:alert(1)"}, "image URL with a script scheme"),
+        ({"seller_id": "someone-else"}, "mass assignment of the owner"),
+        ({"status": "delisted"}, "mass assignment of the status"),
+        ({"id": "chosen-id"}, "mass assignment of the id"),
+    ],
+)
+async def test_bad_listing_drafts_are_refused(client, change, why):
+    seller = await sign_up(client, "seller")
+    before = await listing_count(client, seller)
+    response = await client.post(
+        "/api/v1/listings", json={**GOOD_DRAFT, **change}, headers=seller.headers
+    )
+    assert_problem(response, 422)
+    assert await listing_count(client, seller) == before, why
+
+
+async def test_malformed_json_is_a_400(client):
+    seller = await sign_up(client, "seller")
+    response = await client.post(
+        "/api/v1/listings",
+        content=b'{"title": "x",',
+        headers={**seller.headers, "content-type": "application/json"},
+    )
+    assert_problem(response, 400)
+
+
+async def test_json_of_the_wrong_shape_is_a_422(client):
+    seller = await sign_up(client, "seller")
+    for body in (b"[]", b'"text"', b"null", b"42"):
+        response = await client.post(
+            "/api/v1/listings",
+            content=body,
+            headers={**seller.headers, "content-type": "application/json"},
+        )
+        assert_problem(response, 422)
+
+
+async def test_other_media_types_are_a_415(client):
+    seller = await sign_up(client, "seller")
+    response = await client.post(
+        "/api/v1/listings",
+        content=b"title=x",
+        headers={**seller.headers, "content-type": "application/x-www-form-urlencoded"},
+    )
+    assert_problem(response, 415)
+
+
+async def test_oversize_bodies_are_a_413(client):
+    seller = await sign_up(client, "seller")
+    huge = {**GOOD_DRAFT, "description": "x" * 200_000}
+    response = await client.post("/api/v1/listings", json=huge, headers=seller.headers)
+    assert_problem(response, 413)
+
+
+async def test_oversize_bodies_without_a_length_are_a_413(client):
+    seller = await sign_up(client, "seller")
+
+    async def chunks():
+        for _ in range(100):
+            yield b"x" * 1024
+
+    response = await client.post(
+        "/api/v1/listings",
+        content=chunks(),
+        headers={**seller.headers, "content-type": "application/json"},
+    )
+    assert_problem(response, 413)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"page": 0},
+        {"page": "two"},
+        {"page_size": 1000},
+        {"min_price": -5},
+        {"max_price": 10**12},
+        {"sort": "random"},
+        {"category": "Bad Slug"},
+        {"q": "x" * 300},
+        {"unexpected": "1"},
+        {"min_price": 500, "max_price": 100},
+    ],
+)
+async def test_bad_search_parameters_are_refused(client, params):
+    assert_problem(await client.get("/api/v1/listings", params=params), 422)
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("receipts", {"quantity": 0}),
+        ("receipts", {"quantity": -5}),
+        ("receipts", {"quantity": 10**9}),
+        ("receipts", {"quantity": "5"}),
+        ("receipts", {"quantity": 5, "available": 100}),
+        ("adjustments", {"delta": 0, "reason": "none"}),
+        ("adjustments", {"delta": 5}),
+        ("adjustments", {"delta": 5, "reason": ""}),
+        ("adjustments", {"delta": -(10**9), "reason": "x"}),
+    ],
+)
+async def test_bad_stock_changes_are_refused(client, path, body):
+    seller = await sign_up(client, "seller")
+    listing = await list_product(client, seller, stock=3)
+    stock_path = f"/api/v1/listings/{listing['id']}/stock"
+    assert_problem(
+        await client.post(f"{stock_path}/{path}", json=body, headers=seller.headers), 422
+    )
+    level = (await client.get(stock_path, headers=seller.headers)).json()
+    assert level["available"] == 3 and level["received"] == 3
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"listing_id": "x", "quantity": 0},
+        {"listing_id": "x", "quantity": 100},
+        {"listing_id": "x", "quantity": -1},
+        {"quantity": 1},
+        {"listing_id": ""},
+        {"listing_id": "x", "buyer_id": "someone"},
+    ],
+)
+async def test_bad_cart_items_are_refused(client, body):
+    buyer = await sign_up(client, "buyer")
+    assert_problem(await client.post("/api/v1/cart/items", json=body, headers=buyer.headers), 422)
+    assert (await client.get("/api/v1/cart", headers=buyer.headers)).json()["lines"] == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"email": "not-an-email", "password": "long enough", "name": "A"},
+        {"email": "a@b.co", "password": "short", "name": "A"},
+        {"email": "a@b.co", "password": "long enough", "name": ""},
+        {"email": "a@b.co", "password": "long enough", "name": "A", "role": "admin"},
+        {"email": "a@b.co", "password": "long enough", "name": "A", "id": "mine"},
+    ],
+)
+async def test_bad_registrations_are_refused(client, body):
+    assert_problem(await client.post("/api/v1/accounts", json=body), 422)
+    login = await client.post("/api/v1/tokens", json={"email": "a@b.co", "password": "long enough"})
+    assert login.status_code == 401
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        "Bearer",
+        "Bearer not-a-jwt",
+        "Basic dXNlcjpwYXNz",
+        "Bearer a.b.c",
+        "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.",
+    ],
+)
+async def test_bad_tokens_are_a_401(client, authorization):
+    assert_problem(await client.get("/api/v1/cart", headers={"authorization": authorization}), 401)
+
+
+async def test_unknown_routes_and_methods_are_problems(client):
+    assert_problem(await client.get("/api/v1/nothing-here"), 404)
+    assert_problem(await client.put("/api/v1/categories"), 405)
+
+
+async def test_bad_idempotency_keys_are_refused(client):
+    seller = await sign_up(client, "seller")
+    response = await client.post(
+        "/api/v1/listings",
+        json=GOOD_DRAFT,
+        headers={**seller.headers, "idempotency-key": "has space"},
+    )
+    assert_problem(response, 422)

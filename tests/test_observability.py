@@ -1,0 +1,29 @@
+"""A correlation id follows a request through calls and into the events it causes."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from conftest import sign_up
+
+
+async def test_correlation_id_reaches_the_outbox(client, marketplace):
+    seller = await sign_up(client, "seller")
+    correlation = uuid.uuid4().hex
+    response = await client.post(
+        "/api/v1/listings",
+        json={"title": "Traced teapot", "category": "home-kitchen", "price_minor": 100},
+        headers={**seller.headers, "x-correlation-id": correlation},
+    )
+    assert response.headers["x-correlation-id"] == correlation
+    row = await marketplace.runtime.databases["catalog"].fetch_one(
+        "SELECT headers FROM outbox WHERE topic = 'catalog.listing.created'"
+        " ORDER BY seq DESC LIMIT 1"
+    )
+    assert json.loads(row[0])["correlation_id"] == correlation
+
+
+async def test_problems_carry_the_correlation_id(client):
+    response = await client.get("/api/v1/listings/missing", headers={"x-correlation-id": "c-42"})
+    assert response.json()["correlation_id"] == "c-42"
