@@ -213,9 +213,7 @@ def dlq_show(dead_letter_id: str, topology: TopologyOption = None) -> None:
 
         async with _services(settings, _topology(settings, topology)) as runtime:
             _, letter = await _find(runtime, dead_letter_id)
-            document = msgspec.to_builtins(letter)
-            document["message"]["payload"] = msgspec.json.decode(letter.message.payload)
-            console.print_json(msgspec.json.encode(document).decode())
+            console.print_json(msgspec.json.encode(letter).decode())
 
     _run(main())
 

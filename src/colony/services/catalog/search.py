@@ -46,7 +46,9 @@ def search_sql(query: SearchQuery) -> tuple[str, str, dict[str, Any]]:
     match = match_expression(query.q)
     if match:
         params["match"] = match
-        source = "listings_fts f JOIN listings l ON l.rowid = f.rowid"
+        # CROSS JOIN fixes the loop order: walk the full-text matches, then look each listing
+        # up. Left to itself, SQLite's planner may walk a category and run the MATCH per row.
+        source = "listings_fts f CROSS JOIN listings l ON l.rowid = f.rowid"
         where.insert(0, "listings_fts MATCH :match")
         order = _ORDER.get(query.sort, "f.rank, l.id")
     else:

@@ -1,4 +1,8 @@
-"""The storefront: server-rendered pages for buyers and sellers."""
+"""The storefront: server-rendered pages for buyers and sellers.
+
+Plain HTML forms over the same services and the same validation (the API's msgspec Structs)
+as the JSON API; no JavaScript is needed. One module per area of the site.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,17 @@ from starlette.routing import BaseRoute
 from colony.platform.config import Settings
 from colony.services.gateway.auth import Authenticator
 from colony.services.gateway.backends import Backends
+from colony.services.gateway.storefront import account, browse, cart, seller
+from colony.services.gateway.storefront.site import Site
 
 
-def storefront_routes(backends: Backends, auth: Authenticator, settings: Settings) -> list[BaseRoute]:
-    return []
+def storefront_routes(
+    backends: Backends, auth: Authenticator, settings: Settings
+) -> list[BaseRoute]:
+    site = Site(backends, auth, settings)
+    return [
+        *browse.routes(site),
+        *account.routes(site),
+        *cart.routes(site),
+        *seller.routes(site),
+    ]

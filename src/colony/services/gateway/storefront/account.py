@@ -47,7 +47,8 @@ def routes(site: Site) -> list[Route]:
 
     @site.page
     async def login_form(request: Request) -> Response:
-        return await form_page(request, "login.html", {"next": request.query_params.get("next", "")})
+        next_path = request.query_params.get("next", "")
+        return await form_page(request, "login.html", {"next": next_path})
 
     @site.page
     async def login(request: Request) -> Response:

@@ -40,9 +40,9 @@ def parse_search(form: dict[str, str], page: str) -> SearchQuery:
     if page:
         data["page"] = page
     query = convert({**data, "page_size": PAGE_SIZE}, SearchQuery, SEARCH_LABELS)
-    if query.min_price is not None and query.max_price is not None:
-        if query.min_price > query.max_price:
-            raise FormInvalid.one("max_price", "Maximum price must not be below the minimum.")
+    low, high = query.min_price, query.max_price
+    if low is not None and high is not None and low > high:
+        raise FormInvalid.one("max_price", "Maximum price must not be below the minimum.")
     return query
 
 
@@ -104,8 +104,8 @@ def routes(site: Site) -> list[Route]:
         params = request.query_params
         form = {name: params.get(name, "").strip() for name in SEARCH_FIELDS}
         values: dict[str, object] = {
-            "form": form, "sorts": SORTS, "categories": await site.categories(),
-            "category_names": await site.category_names(), "errors": {},
+            "form": form, "sorts": SORTS, "category_names": await site.category_names(),
+            "errors": {},
         }
         try:
             result = await catalog.search(parse_search(form, params.get("page", "").strip()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from urllib.parse import quote
 
 from starlette.requests import Request
@@ -87,10 +88,9 @@ def routes(site: Site) -> list[Route]:
     async def remove(request: Request) -> Response:
         await read_form(request)
         actor = await buyer(request)
-        try:
+        # Already gone (a second click) is fine: the cart is as the buyer wants it.
+        with contextlib.suppress(NotFound):
             await carts.remove_item(actor, request.path_params["listing_id"])
-        except NotFound:
-            pass  # already gone (a second click): the cart is as the buyer wants it
         return redirect("/cart")
 
     return [

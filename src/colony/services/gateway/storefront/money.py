@@ -7,7 +7,7 @@ import re
 _SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£"}
 # Digits with at most two decimals: "12", "12.5", "12.50". No signs, exponents or separators,
 # so what is accepted is exactly what the form's hint says.
-_AMOUNT = re.compile(r"^(\d{1,12})(?:\.(\d{1,2}))?$")
+_AMOUNT = re.compile(r"^([0-9]{1,12})(?:\.([0-9]{1,2}))?$")
 
 
 def format_money(minor: int, currency: str) -> str:

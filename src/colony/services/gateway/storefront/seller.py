@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from colony.platform.errors import Conflict, InvalidInput, NotFound
+from colony.platform.errors import ColonyError, Conflict, InvalidInput, NotFound
 from colony.platform.security import Actor
 from colony.services.catalog.api import Listing, ListingChanges, ListingDraft
 from colony.services.gateway.api_v1 import StockReceipt
@@ -26,7 +25,7 @@ from colony.services.gateway.storefront.session import here, redirect, require_r
 from colony.services.gateway.storefront.site import Site
 
 PAGE_SIZE = 50
-CURRENCIES = ("EUR", "USD", "GBP")
+CURRENCIES = {"EUR": "Euro (€)", "USD": "US dollar ($)", "GBP": "Pound sterling (£)"}
 LABELS = {
     "title": "Title", "description": "Description", "category": "Category",
     "price_minor": "Price", "price": "Price", "currency": "Currency", "image_url": "Image URL",
@@ -85,7 +84,7 @@ def routes(site: Site) -> list[Route]:
             stock: dict[str, int] | None = await inventory.availability(
                 [item.id for item in listings.items]
             )
-        except Exception:
+        except ColonyError:
             stock = None  # the table is still useful without the stock column's numbers
         pages = max(1, -(-listings.total // PAGE_SIZE))
         return await site.render(
@@ -107,7 +106,7 @@ def routes(site: Site) -> list[Route]:
             request, "listing_form.html",
             {
                 "form": form, "listing": listing, "errors": errors or {},
-                "categories": await site.categories(), "currencies": CURRENCIES,
+                "category_names": await site.category_names(), "currencies": CURRENCIES,
                 "form_key": form.get("form_key") or new_form_key(),
             },
             status=status,
@@ -204,5 +203,3 @@ def routes(site: Site) -> list[Route]:
         Route("/seller/listings/{listing_id}/delist", delist, methods=["POST"]),
     ]
 
-
-__all__ = ["msgspec"]

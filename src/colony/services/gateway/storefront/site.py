@@ -104,12 +104,20 @@ class Site:
         values.setdefault("search_text", request.query_params.get("q", ""))
         values["csrf_token"] = csrf_token(request)
         values["current_path"] = request.url.path
+        values["login_link"] = self._login_link(request)
         response = self.templates.TemplateResponse(request, template, values, status_code=status)
         response.headers.update(_SECURITY_HEADERS)
         if actor is not None:
             response.headers["cache-control"] = "private, no-store"
         remember_csrf(request, response)
         return response
+
+    @staticmethod
+    def _login_link(request: Request) -> str:
+        """Log in, then come back here (when "here" is a page one can come back to)."""
+        if request.url.path in ("/login", "/register"):
+            return "/login"
+        return login_url(here(request) if request.method == "GET" else "/")
 
     async def error_page(self, request: Request, status: int, message: str) -> Response:
         return await self.render(
