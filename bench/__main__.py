@@ -42,7 +42,9 @@ def wrk(url: str, seconds: int, connections: int, script: Path | None = None) ->
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)", out)
     return {
-        "rps": rps, "p50_ms": percentiles["50"], "p99_ms": percentiles["99"],
+        "rps": rps,
+        "p50_ms": percentiles["50"],
+        "p99_ms": percentiles["99"],
         "non_2xx": int(errors.group(1)) if errors else 0,
         "socket_errors": socket_errors.group(1) if socket_errors else "",
     }
@@ -57,7 +59,9 @@ def wait_ready(url: str, process: subprocess.Popen, timeout: float = 120) -> Non
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"the server exited: {process.stderr.read() if process.stderr else ''}")
+            raise SystemExit(
+                f"the server exited: {process.stderr.read() if process.stderr else ''}"
+            )
         try:
             with urllib.request.urlopen(url, timeout=1) as response:
                 if response.status == 200:
@@ -82,18 +86,31 @@ def stop(process: subprocess.Popen) -> None:
 
 
 def start_marketplace(data_dir: Path, port: int, **env: str) -> tuple[subprocess.Popen, float]:
-    environ = {**os.environ, "COLONY_DATA_DIR": str(data_dir), "COLONY_PORT": str(port),
-               "COLONY_LOG_LEVEL": "warning", **env}
+    environ = {
+        **os.environ,
+        "COLONY_DATA_DIR": str(data_dir),
+        "COLONY_PORT": str(port),
+        "COLONY_LOG_LEVEL": "warning",
+        **env,
+    }
     started = time.perf_counter()
-    process = subprocess.Popen([str(BIN / "colony"), "up"], env=environ,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [str(BIN / "colony"), "up"],
+        env=environ,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wait_ready(f"http://127.0.0.1:{port}/health/ready", process)
     return process, time.perf_counter() - started
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--size", type=int, default=2000, help="listings to seed")
     parser.add_argument("--seconds", type=int, default=10, help="length of each load run")
     parser.add_argument("--connections", type=int, default=64)
@@ -102,14 +119,23 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: install it from the OS packages (apt-get install wrk).")
 
-    results: dict = {"command": "make bench", "size": args.size, "seconds": args.seconds,
-                     "connections": args.connections, "runs": args.runs, "cpus": os.cpu_count()}
+    results: dict = {
+        "command": "make bench",
+        "size": args.size,
+        "seconds": args.seconds,
+        "connections": args.connections,
+        "runs": args.runs,
+        "cpus": os.cpu_count(),
+    }
     with tempfile.TemporaryDirectory(prefix="colony-bench-") as tmp:
         data_dir = Path(tmp)
         print(f"Seeding {args.size:,} listings…", flush=True)
-        subprocess.run([str(BIN / "colony"), "seed", "--size", str(args.size)], check=True,
-                       env={**os.environ, "COLONY_DATA_DIR": str(data_dir),
-                            "COLONY_LOG_LEVEL": "warning"}, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [str(BIN / "colony"), "seed", "--size", str(args.size)],
+            check=True,
+            env={**os.environ, "COLONY_DATA_DIR": str(data_dir), "COLONY_LOG_LEVEL": "warning"},
+            stdout=subprocess.DEVNULL,
+        )
 
         startups, rss = [], []
         for _ in range(3):
@@ -122,13 +148,18 @@ def main() -> None:
         results["startup_s"] = statistics.median(startups)
         results["idle_rss_mb"] = statistics.median(rss)
 
-        for label, env in (("browse", {}), ("browse_uncached", {"COLONY_SEARCH_CACHE_SECONDS": "0"})):
+        for label, env in (
+            ("browse", {}),
+            ("browse_uncached", {"COLONY_SEARCH_CACHE_SECONDS": "0"}),
+        ):
             port = free_port()
             process, _ = start_marketplace(data_dir, port, **env)
             url = f"http://127.0.0.1:{port}/"
             wrk(url + "api/v1/listings?q=wireless&category=electronics", 2, args.connections)
-            runs = [wrk(url, args.seconds, args.connections, HERE / "browse.lua")
-                    for _ in range(args.runs)]
+            runs = [
+                wrk(url, args.seconds, args.connections, HERE / "browse.lua")
+                for _ in range(args.runs)
+            ]
             stop(process)
             results[label] = _median(runs)
             print(f"{label}: {results[label]}", flush=True)
@@ -136,8 +167,9 @@ def main() -> None:
     port = free_port()
     hello = subprocess.Popen([sys.executable, str(HERE / "hello.py"), str(port)])
     wait_ready(f"http://127.0.0.1:{port}/", hello)
-    runs = [wrk(f"http://127.0.0.1:{port}/", args.seconds, args.connections)
-            for _ in range(args.runs)]
+    runs = [
+        wrk(f"http://127.0.0.1:{port}/", args.seconds, args.connections) for _ in range(args.runs)
+    ]
     hello.terminate()
     hello.wait()
     results["starlette_hello"] = _median(runs)
@@ -160,21 +192,39 @@ def _median(runs: list[dict]) -> dict:
 def report(results: dict) -> None:
     browse, hello = results["browse"], results["starlette_hello"]
     rows = [
-        ("browse (search q + category, 20/page, cached)",
-         f"{browse['rps']:,.0f} req/s, p50 {browse['p50_ms']} ms, p99 {browse['p99_ms']} ms",
-         f">= {BROWSE_BAR_RPS} req/s, p99 < {BROWSE_BAR_P99_MS} ms",
-         browse["rps"] >= BROWSE_BAR_RPS and browse["p99_ms"] < BROWSE_BAR_P99_MS
-         and browse["non_2xx"] == 0),
-        ("browse, search cache off",
-         f"{results['browse_uncached']['rps']:,.0f} req/s, "
-         f"p99 {results['browse_uncached']['p99_ms']} ms", "(for reference)", True),
-        ("bare Starlette hello-world, same server",
-         f"{hello['rps']:,.0f} req/s, p99 {hello['p99_ms']} ms",
-         f"browse/hello = {results['browse_to_hello_ratio']}", True),
-        ("start-up to ready, data present", f"{results['startup_s']:.2f} s",
-         f"< {STARTUP_BAR_S} s", results["startup_s"] < STARTUP_BAR_S),
-        ("idle resident memory after seeding", f"{results['idle_rss_mb']:.0f} MB",
-         f"< {RSS_BAR_MB} MB", results["idle_rss_mb"] < RSS_BAR_MB),
+        (
+            "browse (search q + category, 20/page, cached)",
+            f"{browse['rps']:,.0f} req/s, p50 {browse['p50_ms']} ms, p99 {browse['p99_ms']} ms",
+            f">= {BROWSE_BAR_RPS} req/s, p99 < {BROWSE_BAR_P99_MS} ms",
+            browse["rps"] >= BROWSE_BAR_RPS
+            and browse["p99_ms"] < BROWSE_BAR_P99_MS
+            and browse["non_2xx"] == 0,
+        ),
+        (
+            "browse, search cache off",
+            f"{results['browse_uncached']['rps']:,.0f} req/s, "
+            f"p99 {results['browse_uncached']['p99_ms']} ms",
+            "(for reference)",
+            True,
+        ),
+        (
+            "bare Starlette hello-world, same server",
+            f"{hello['rps']:,.0f} req/s, p99 {hello['p99_ms']} ms",
+            f"browse/hello = {results['browse_to_hello_ratio']}",
+            True,
+        ),
+        (
+            "start-up to ready, data present",
+            f"{results['startup_s']:.2f} s",
+            f"< {STARTUP_BAR_S} s",
+            results["startup_s"] < STARTUP_BAR_S,
+        ),
+        (
+            "idle resident memory after seeding",
+            f"{results['idle_rss_mb']:.0f} MB",
+            f"< {RSS_BAR_MB} MB",
+            results["idle_rss_mb"] < RSS_BAR_MB,
+        ),
     ]
     print()
     for name, value, bar, ok in rows:

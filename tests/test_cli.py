@@ -21,8 +21,12 @@ COLONY = str(Path(sys.executable).parent / "colony")
 
 
 def run(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLONY_DATA_DIR": str(data_dir), "COLONY_LOG_LEVEL": "warning",
-           "COLUMNS": "200"}
+    env = {
+        **os.environ,
+        "COLONY_DATA_DIR": str(data_dir),
+        "COLONY_LOG_LEVEL": "warning",
+        "COLUMNS": "200",
+    }
     return subprocess.run([COLONY, *args], env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -50,8 +54,10 @@ def test_seed_is_deterministic_and_runs_once(tmp_path):
         categories = db.execute("SELECT count(DISTINCT category) FROM listings").fetchone()[0]
     assert sellers == 20 and categories >= 10
     with sqlite3.connect(first / "inventory.db") as db:
-        bad = db.execute("SELECT count(*) FROM stock WHERE available + reserved + sold"
-                         " != received OR available < 0").fetchone()[0]
+        bad = db.execute(
+            "SELECT count(*) FROM stock WHERE available + reserved + sold"
+            " != received OR available < 0"
+        ).fetchone()[0]
     assert bad == 0
     again = run(first, "seed", "--size", "60")
     assert "already seeded" in again.stderr and len(titles(first)) == 60
@@ -68,10 +74,20 @@ def test_dead_letters_are_listed_shown_and_replayed(tmp_path):
     with sqlite3.connect(tmp_path / "catalog.db") as db:
         listing_id, seller_id = db.execute("SELECT id, seller_id FROM listings LIMIT 1").fetchone()
     message = {
-        "id": "msg-lost-1", "topic": "catalog.listing.created", "key": listing_id,
-        "payload": {"listing_id": listing_id, "seller_id": seller_id, "title": "t",
-                    "category": "books", "price_minor": 1, "currency": "EUR"},
-        "headers": {}, "created_at": "2026-01-01T00:00:00+00:00", "source": "catalog",
+        "id": "msg-lost-1",
+        "topic": "catalog.listing.created",
+        "key": listing_id,
+        "payload": {
+            "listing_id": listing_id,
+            "seller_id": seller_id,
+            "title": "t",
+            "category": "books",
+            "price_minor": 1,
+            "currency": "EUR",
+        },
+        "headers": {},
+        "created_at": "2026-01-01T00:00:00+00:00",
+        "source": "catalog",
     }
     with sqlite3.connect(tmp_path / "inventory.db") as db:
         db.execute("DELETE FROM stock_movements WHERE listing_id = ?", (listing_id,))
@@ -89,8 +105,12 @@ def test_dead_letters_are_listed_shown_and_replayed(tmp_path):
     replayed = run(tmp_path, "dlq", "replay", "dl-1")
     assert replayed.returncode == 0, replayed.stderr
     with sqlite3.connect(tmp_path / "inventory.db") as db:
-        assert db.execute("SELECT count(*) FROM stock WHERE listing_id = ?",
-                          (listing_id,)).fetchone()[0] == 1
+        assert (
+            db.execute("SELECT count(*) FROM stock WHERE listing_id = ?", (listing_id,)).fetchone()[
+                0
+            ]
+            == 1
+        )
     assert "No dead letters" in run(tmp_path, "dlq", "list").stderr
     assert run(tmp_path, "dlq", "show", "nope").returncode == 1
 
@@ -112,8 +132,13 @@ def test_up_serves_stops_cleanly_and_keeps_its_data(tmp_path):
     port = free_port()
     env = {**os.environ, "COLONY_DATA_DIR": str(tmp_path), "COLONY_PORT": str(port)}
     for start in ("first", "second"):
-        process = subprocess.Popen([COLONY, "up", "--seed-size", "40"], env=env,
-                                   stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            [COLONY, "up", "--seed-size", "40"],
+            env=env,
+            stderr=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         url = f"http://127.0.0.1:{port}"
         try:
             assert wait_ready(url, process)["status"] == "ready"

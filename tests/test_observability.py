@@ -27,3 +27,26 @@ async def test_correlation_id_reaches_the_outbox(client, marketplace):
 async def test_problems_carry_the_correlation_id(client):
     response = await client.get("/api/v1/listings/missing", headers={"x-correlation-id": "c-42"})
     assert response.json()["correlation_id"] == "c-42"
+
+
+async def test_access_log_lines_carry_status_and_correlation(tmp_path):
+    import httpx
+    import structlog
+    from conftest import test_settings
+
+    from colony.marketplace import running_marketplace
+    from colony.platform.logging import configure_logging
+
+    settings = test_settings(tmp_path, access_log=True)
+    async with running_marketplace(settings, serve=False) as market:
+        transport = httpx.ASGITransport(app=market.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            configure_logging("info", json=True)
+            try:
+                with structlog.testing.capture_logs() as logs:
+                    await client.get("/api/v1/listings/nope", headers={"x-correlation-id": "c-7"})
+            finally:
+                configure_logging("warning", json=True)
+    [line] = [entry for entry in logs if entry["event"] == "request"]
+    assert line["status"] == 404 and line["correlation_id"] == "c-7"
+    assert line["path"] == "/api/v1/listings/nope" and line["duration_ms"] >= 0

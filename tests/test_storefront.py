@@ -44,8 +44,7 @@ async def log_in(client: httpx.AsyncClient, session: Session) -> None:
     token = await csrf(client, "/login")
     response = await client.post(
         "/login",
-        data={"email": session.account["email"], "password": session.password,
-              "csrf_token": token},
+        data={"email": session.account["email"], "password": session.password, "csrf_token": token},
     )
     assert response.status_code == 303, response.text
     assert client.cookies.get("colony_session")
@@ -57,6 +56,7 @@ async def seller_listing_ids(client: httpx.AsyncClient, seller: Session) -> list
 
 
 # --- helpers without a marketplace ---------------------------------------------------------
+
 
 def test_money_formatting_and_parsing() -> None:
     assert format_money(2500, "EUR") == "€25.00"
@@ -73,12 +73,20 @@ def test_money_formatting_and_parsing() -> None:
 def test_next_must_be_a_path_on_this_site() -> None:
     assert safe_next("/cart") == "/cart"
     assert safe_next("/search?q=a") == "/search?q=a"
-    for bad in ("//evil.example", "/\\evil.example", "https://evil.example", "evil", "",
-                None, "/\r\nSet-Cookie: x=1"):
+    for bad in (
+        "//evil.example",
+        "/\\evil.example",
+        "https://evil.example",
+        "evil",
+        "",
+        None,
+        "/\r\nSet-Cookie: x=1",
+    ):
         assert safe_next(bad) == "/", bad
 
 
 # --- browsing --------------------------------------------------------------------------------
+
 
 async def test_home_and_search_show_a_new_listing(client: httpx.AsyncClient) -> None:
     seller = await sign_up(client, "seller")
@@ -99,8 +107,14 @@ async def test_home_and_search_show_a_new_listing(client: httpx.AsyncClient) -> 
     assert "Page 1 of 1" in found.text
 
     in_range = await client.get(
-        "/search", params={"q": word, "category": "books", "min_price": "24.99",
-                           "max_price": "25", "sort": "price_asc"},
+        "/search",
+        params={
+            "q": word,
+            "category": "books",
+            "min_price": "24.99",
+            "max_price": "25",
+            "sort": "price_asc",
+        },
     )
     assert word in in_range.text
     too_cheap = await client.get("/search", params={"q": word, "max_price": "10.00"})
@@ -140,7 +154,11 @@ async def test_search_pages(client: httpx.AsyncClient) -> None:
 async def test_product_page_shows_stock_and_escapes(client: httpx.AsyncClient) -> None:
     seller = await sign_up(client, "seller")
     listing = await list_product(
-        client, seller, stock=7, title="Lamp <em>bright</em>", description="Line one\nLine two",
+        client,
+        seller,
+        stock=7,
+        title="Lamp <em>bright</em>",
+        description="Line one\nLine two",
         image_url="https://images.example/lamp.jpg",
     )
     page = await client.get(f"/listings/{listing['id']}")
@@ -163,19 +181,26 @@ async def test_unknown_listing_is_an_html_404(client: httpx.AsyncClient) -> None
 
 # --- accounts --------------------------------------------------------------------------------
 
+
 async def test_register_via_form_signs_in(marketplace: Marketplace) -> None:
     async with browser(marketplace) as web:
         token = await csrf(web, "/register")
         email = f"form-{unique_word()}@example.com"
         response = await web.post(
             "/register",
-            data={"name": "Ada <Buyer>", "email": email, "password": "long enough pw",
-                  "role": "buyer", "csrf_token": token},
+            data={
+                "name": "Ada <Buyer>",
+                "email": email,
+                "password": "long enough pw",
+                "role": "buyer",
+                "csrf_token": token,
+            },
         )
         assert response.status_code == 303, response.text
         assert response.headers["location"] == "/"
         cookie = next(
-            value for value in response.headers.get_list("set-cookie")
+            value
+            for value in response.headers.get_list("set-cookie")
             if value.startswith("colony_session=")
         )
         for attribute in ("HttpOnly", "Path=/", "SameSite=lax", "Max-Age=3600"):
@@ -189,8 +214,13 @@ async def test_register_via_form_signs_in(marketplace: Marketplace) -> None:
         # The same e-mail again: the form says so.
         again = await web.post(
             "/register",
-            data={"name": "Ada", "email": email, "password": "long enough pw",
-                  "role": "buyer", "csrf_token": await csrf(web, "/register")},
+            data={
+                "name": "Ada",
+                "email": email,
+                "password": "long enough pw",
+                "role": "buyer",
+                "csrf_token": await csrf(web, "/register"),
+            },
         )
         assert again.status_code == 409
         assert "already exists" in again.text
@@ -205,8 +235,13 @@ async def test_register_validation_errors_rerender(marketplace: Marketplace) -> 
         token = await csrf(web, "/register")
         short = await web.post(
             "/register",
-            data={"name": "Bo", "email": f"{unique_word()}@example.com", "password": "short",
-                  "role": "seller", "csrf_token": token},
+            data={
+                "name": "Bo",
+                "email": f"{unique_word()}@example.com",
+                "password": "short",
+                "role": "seller",
+                "csrf_token": token,
+            },
         )
         assert short.status_code == 422
         assert "Password must be at least 8 characters." in short.text
@@ -215,23 +250,32 @@ async def test_register_validation_errors_rerender(marketplace: Marketplace) -> 
 
         admin = await web.post(
             "/register",
-            data={"name": "Mallory", "email": f"{unique_word()}@example.com",
-                  "password": "long enough pw", "role": "admin", "csrf_token": token},
+            data={
+                "name": "Mallory",
+                "email": f"{unique_word()}@example.com",
+                "password": "long enough pw",
+                "role": "admin",
+                "csrf_token": token,
+            },
         )
         assert admin.status_code == 422
         assert "Account type is not one of the choices." in admin.text
         assert not web.cookies.get("colony_session")
 
 
-async def test_login_with_wrong_password_is_401(client: httpx.AsyncClient,
-                                                marketplace: Marketplace) -> None:
+async def test_login_with_wrong_password_is_401(
+    client: httpx.AsyncClient, marketplace: Marketplace
+) -> None:
     buyer = await sign_up(client, "buyer")
     async with browser(marketplace) as web:
         token = await csrf(web, "/login")
         response = await web.post(
             "/login",
-            data={"email": buyer.account["email"], "password": "wrong password",
-                  "csrf_token": token},
+            data={
+                "email": buyer.account["email"],
+                "password": "wrong password",
+                "csrf_token": token,
+            },
         )
         assert response.status_code == 401
         assert "not correct" in response.text
@@ -239,18 +283,27 @@ async def test_login_with_wrong_password_is_401(client: httpx.AsyncClient,
         assert not web.cookies.get("colony_session")
 
 
-async def test_login_next_is_never_another_site(client: httpx.AsyncClient,
-                                               marketplace: Marketplace) -> None:
+async def test_login_next_is_never_another_site(
+    client: httpx.AsyncClient, marketplace: Marketplace
+) -> None:
     buyer = await sign_up(client, "buyer")
     async with browser(marketplace) as web:
         form = await web.get("/login", params={"next": "//evil.example"})
         assert "evil.example" not in form.text
-        for target, expected in (("//evil.example", "/"), ("/\\evil.example", "/"),
-                                 ("https://evil.example/", "/"), ("/cart", "/cart")):
+        for target, expected in (
+            ("//evil.example", "/"),
+            ("/\\evil.example", "/"),
+            ("https://evil.example/", "/"),
+            ("/cart", "/cart"),
+        ):
             response = await web.post(
                 "/login",
-                data={"email": buyer.account["email"], "password": buyer.password,
-                      "next": target, "csrf_token": await csrf(web, "/login")},
+                data={
+                    "email": buyer.account["email"],
+                    "password": buyer.password,
+                    "next": target,
+                    "csrf_token": await csrf(web, "/login"),
+                },
             )
             assert response.status_code == 303
             assert response.headers["location"] == expected, target
@@ -266,8 +319,10 @@ async def test_pages_needing_sign_in_redirect_to_login(marketplace: Marketplace)
 
 # --- the buyer's cart ------------------------------------------------------------------------
 
-async def test_buyer_adds_to_cart_with_the_form(client: httpx.AsyncClient,
-                                                marketplace: Marketplace) -> None:
+
+async def test_buyer_adds_to_cart_with_the_form(
+    client: httpx.AsyncClient, marketplace: Marketplace
+) -> None:
     seller = await sign_up(client, "seller")
     buyer = await sign_up(client, "buyer")
     word = unique_word()
@@ -289,33 +344,35 @@ async def test_buyer_adds_to_cart_with_the_form(client: httpx.AsyncClient,
         assert "In stock" in cart.text
         assert '<span class="badge">2<' in cart.text
 
-        more = await web.post(f"/cart/items/{listing['id']}",
-                              data={"quantity": "9", "csrf_token": token})
+        more = await web.post(
+            f"/cart/items/{listing['id']}", data={"quantity": "9", "csrf_token": token}
+        )
         assert more.status_code == 303
         cart = await web.get("/cart")
         assert "Not enough in stock" in cart.text
         assert "€225.00" in cart.text
 
-        too_many = await web.post(f"/cart/items/{listing['id']}",
-                                  data={"quantity": "100", "csrf_token": token})
+        too_many = await web.post(
+            f"/cart/items/{listing['id']}", data={"quantity": "100", "csrf_token": token}
+        )
         assert too_many.status_code == 422
         assert "Quantity must be at most 99." in too_many.text
 
         bad_add = await web.post(
-            "/cart/items", data={"listing_id": listing["id"], "quantity": "-1",
-                                 "csrf_token": token},
+            "/cart/items",
+            data={"listing_id": listing["id"], "quantity": "-1", "csrf_token": token},
         )
         assert bad_add.status_code == 422
         assert "Quantity must be at least 1." in bad_add.text
 
-        removed = await web.post(f"/cart/items/{listing['id']}/remove",
-                                 data={"csrf_token": token})
+        removed = await web.post(f"/cart/items/{listing['id']}/remove", data={"csrf_token": token})
         assert removed.status_code == 303
         assert "Your cart is empty." in (await web.get("/cart")).text
 
 
-async def test_post_without_csrf_token_is_403(client: httpx.AsyncClient,
-                                              marketplace: Marketplace) -> None:
+async def test_post_without_csrf_token_is_403(
+    client: httpx.AsyncClient, marketplace: Marketplace
+) -> None:
     seller = await sign_up(client, "seller")
     buyer = await sign_up(client, "buyer")
     listing = await list_product(client, seller, stock=5)
@@ -323,8 +380,7 @@ async def test_post_without_csrf_token_is_403(client: httpx.AsyncClient,
         await log_in(web, buyer)
         await csrf(web, f"/listings/{listing['id']}")
         for data in ({}, {"csrf_token": "x" * 43}, {"csrf_token": ""}):
-            response = await web.post("/cart/items",
-                                      data={"listing_id": listing["id"], **data})
+            response = await web.post("/cart/items", data={"listing_id": listing["id"], **data})
             assert response.status_code == 403
             assert "text/html" in response.headers["content-type"]
         cart = await client.get("/api/v1/cart", headers=buyer.headers)
@@ -337,8 +393,9 @@ async def test_post_without_csrf_token_is_403(client: httpx.AsyncClient,
         assert response.status_code == 403
 
 
-async def test_roles_keep_to_their_pages(client: httpx.AsyncClient,
-                                         marketplace: Marketplace) -> None:
+async def test_roles_keep_to_their_pages(
+    client: httpx.AsyncClient, marketplace: Marketplace
+) -> None:
     buyer = await sign_up(client, "buyer")
     seller = await sign_up(client, "seller")
     async with browser(marketplace) as web:
@@ -354,8 +411,10 @@ async def test_roles_keep_to_their_pages(client: httpx.AsyncClient,
 
 # --- the seller area -------------------------------------------------------------------------
 
-async def test_seller_lists_stocks_edits_and_delists(client: httpx.AsyncClient,
-                                                    marketplace: Marketplace) -> None:
+
+async def test_seller_lists_stocks_edits_and_delists(
+    client: httpx.AsyncClient, marketplace: Marketplace
+) -> None:
     seller = await sign_up(client, "seller")
     word = unique_word()
     async with browser(marketplace) as web:
@@ -364,9 +423,14 @@ async def test_seller_lists_stocks_edits_and_delists(client: httpx.AsyncClient,
         key = re.search(r'name="form_key" value="([^"]+)"', form.text)
         assert key
         draft = {
-            "title": f"Oak stool {word}", "description": "Sturdy.", "category": "home-kitchen",
-            "price": "49.90", "currency": "GBP", "image_url": "",
-            "form_key": key.group(1), "csrf_token": await csrf(web, "/seller/listings/new"),
+            "title": f"Oak stool {word}",
+            "description": "Sturdy.",
+            "category": "home-kitchen",
+            "price": "49.90",
+            "currency": "GBP",
+            "image_url": "",
+            "form_key": key.group(1),
+            "csrf_token": await csrf(web, "/seller/listings/new"),
         }
         created = await web.post("/seller/listings/new", data=draft)
         assert created.status_code == 303, created.text
@@ -382,15 +446,17 @@ async def test_seller_lists_stocks_edits_and_delists(client: httpx.AsyncClient,
         assert "£49.90" in dashboard.text
 
         token = await csrf(web, "/seller")
-        stocked = await web.post(f"/seller/listings/{listing_id}/stock",
-                                 data={"quantity": "4", "csrf_token": token})
+        stocked = await web.post(
+            f"/seller/listings/{listing_id}/stock", data={"quantity": "4", "csrf_token": token}
+        )
         assert stocked.status_code == 303
         detail = (await client.get(f"/api/v1/listings/{listing_id}")).json()
         assert detail["available"] == 4
         assert "4 in stock" in (await web.get(f"/listings/{listing_id}")).text
 
-        no_stock = await web.post(f"/seller/listings/{listing_id}/stock",
-                                  data={"quantity": "0", "csrf_token": token})
+        no_stock = await web.post(
+            f"/seller/listings/{listing_id}/stock", data={"quantity": "0", "csrf_token": token}
+        )
         assert no_stock.status_code == 422
         assert "Quantity must be at least 1." in no_stock.text
 
@@ -403,8 +469,9 @@ async def test_seller_lists_stocks_edits_and_delists(client: httpx.AsyncClient,
         detail = (await client.get(f"/api/v1/listings/{listing_id}")).json()
         assert detail["listing"]["price_minor"] == 5500
 
-        delisted = await web.post(f"/seller/listings/{listing_id}/delist",
-                                  data={"csrf_token": token})
+        delisted = await web.post(
+            f"/seller/listings/{listing_id}/delist", data={"csrf_token": token}
+        )
         assert delisted.status_code == 303
         detail = (await client.get(f"/api/v1/listings/{listing_id}")).json()
         assert detail["listing"]["status"] == "delisted"
@@ -418,8 +485,15 @@ async def test_bad_listing_form_is_explained_and_creates_nothing(
     async with browser(marketplace) as web:
         await log_in(web, seller)
         token = await csrf(web, "/seller/listings/new")
-        good = {"title": "Chair", "description": "", "category": "home-kitchen",
-                "price": "10.00", "currency": "EUR", "image_url": "", "csrf_token": token}
+        good = {
+            "title": "Chair",
+            "description": "",
+            "category": "home-kitchen",
+            "price": "10.00",
+            "currency": "EUR",
+            "image_url": "",
+            "csrf_token": token,
+        }
         cases = [
             ({"price": "ten"}, "Price must be an amount like 12.50."),
             ({"price": "0"}, "Price must be between 0.01 and 1000000.00."),
@@ -440,8 +514,9 @@ async def test_bad_listing_form_is_explained_and_creates_nothing(
         assert await seller_listing_ids(client, seller) == []
 
 
-async def test_seller_cannot_edit_anothers_listing(client: httpx.AsyncClient,
-                                                   marketplace: Marketplace) -> None:
+async def test_seller_cannot_edit_anothers_listing(
+    client: httpx.AsyncClient, marketplace: Marketplace
+) -> None:
     owner = await sign_up(client, "seller")
     other = await sign_up(client, "seller")
     listing = await list_product(client, owner)
@@ -449,8 +524,9 @@ async def test_seller_cannot_edit_anothers_listing(client: httpx.AsyncClient,
         await log_in(web, other)
         assert (await web.get(f"/seller/listings/{listing['id']}/edit")).status_code == 403
         token = await csrf(web, "/seller")
-        response = await web.post(f"/seller/listings/{listing['id']}/delist",
-                                  data={"csrf_token": token})
+        response = await web.post(
+            f"/seller/listings/{listing['id']}/delist", data={"csrf_token": token}
+        )
         assert response.status_code == 403
         assert (await web.get("/seller/listings/nope/edit")).status_code == 404
 

@@ -14,6 +14,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from colony.platform.config import Settings
+from colony.platform.web.access_log import AccessLog
 from colony.platform.web.api import openapi_document
 from colony.platform.web.limits import BodySizeLimit
 from colony.platform.web.problems import install_problem_handlers
@@ -78,4 +79,5 @@ def create_app(backends: Backends, settings: Settings, auth: Authenticator) -> A
     ]
     app = Starlette(routes=routes)
     install_problem_handlers(app)
-    return BodySizeLimit(app, settings.max_body_bytes)
+    limited = BodySizeLimit(app, settings.max_body_bytes)
+    return AccessLog(limited) if settings.access_log else limited
