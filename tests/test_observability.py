@@ -5,7 +5,12 @@ from __future__ import annotations
 import json
 import uuid
 
-from conftest import sign_up
+import httpx
+import structlog
+from conftest import sign_up, test_settings
+
+from colony.marketplace import running_marketplace
+from colony.platform.logging import configure_logging
 
 
 async def test_correlation_id_reaches_the_outbox(client, marketplace):
@@ -30,13 +35,6 @@ async def test_problems_carry_the_correlation_id(client):
 
 
 async def test_access_log_lines_carry_status_and_correlation(tmp_path):
-    import httpx
-    import structlog
-    from conftest import test_settings
-
-    from colony.marketplace import running_marketplace
-    from colony.platform.logging import configure_logging
-
     settings = test_settings(tmp_path, access_log=True)
     async with running_marketplace(settings, serve=False) as market:
         transport = httpx.ASGITransport(app=market.app)
