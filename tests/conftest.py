@@ -26,7 +26,7 @@ BINDINGS = ["inprocess", "http"]
 _counter = itertools.count()
 
 
-def test_settings(data_dir: Path, **overrides: Any) -> Settings:
+def settings_for(data_dir: Path, **overrides: Any) -> Settings:
     return Settings(
         data_dir=data_dir, password_hash_cost="fast", search_cache_seconds=0.0, **overrides
     )
@@ -45,7 +45,7 @@ async def marketplace(
     """The whole marketplace, once per binding: in-process, and every service over HTTP."""
     data_dir = tmp_path_factory.mktemp(f"market-{request.param}")
     async with running_marketplace(
-        test_settings(data_dir), topology_for(request.param), serve=False
+        settings_for(data_dir), topology_for(request.param), serve=False
     ) as market:
         yield market
 

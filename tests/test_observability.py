@@ -7,10 +7,10 @@ import uuid
 
 import httpx
 import structlog
-from conftest import sign_up, test_settings
 
 from colony.marketplace import running_marketplace
 from colony.platform.logging import configure_logging
+from conftest import settings_for, sign_up
 
 
 async def test_correlation_id_reaches_the_outbox(client, marketplace):
@@ -35,7 +35,7 @@ async def test_problems_carry_the_correlation_id(client):
 
 
 async def test_access_log_lines_carry_status_and_correlation(tmp_path):
-    settings = test_settings(tmp_path, access_log=True)
+    settings = settings_for(tmp_path, access_log=True)
     async with running_marketplace(settings, serve=False) as market:
         transport = httpx.ASGITransport(app=market.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
