@@ -36,18 +36,12 @@ class Marketplace:
 
 async def _health(runtime: Runtime) -> dict[str, bool]:
     checks = {}
-    for name, db in runtime.databases.items():
-        try:
-            checks[name] = await db.fetch_value("SELECT 1") == 1
-        except Exception:
-            checks[name] = False
     for name in runtime.definitions:
-        if name not in checks:
-            try:
-                await runtime.ping(name)
-                checks[name] = True
-            except ColonyError:
-                checks[name] = False
+        try:
+            await runtime.ping(name)
+            checks[name] = True
+        except ColonyError:
+            checks[name] = False
     return checks
 
 

@@ -13,6 +13,7 @@ from graphlib import TopologicalSorter
 from typing import Any, TypeVar
 
 from colony.platform.config import Settings
+from colony.platform.errors import ServiceUnavailable
 from colony.platform.logging import get_logger
 from colony.platform.messaging import Broker, Consumer, InProcessBroker, Outbox, OutboxRelay
 from colony.platform.runtime.definition import ServiceContext, ServiceDefinition
@@ -43,7 +44,7 @@ class Runtime:
         self.relays: dict[str, OutboxRelay] = {}
         self.consumers: dict[str, Consumer] = {}
         self._http = HttpClientFactory()
-        self._servers: list[HttpServer] = []
+        self.servers: dict[str, HttpServer] = {}
         self._clients: dict[str, Any] = {}
         self._by_api = {d.api: d.name for d in definitions}
 
@@ -92,7 +93,7 @@ class Runtime:
             rpc_app(self.definitions[name].api, self.services[name]), host, int(port)
         )
         await server.start()
-        self._servers.append(server)
+        self.servers[name] = server
 
     def client(self, api: type[Api]) -> Api:
         name = self._by_api[api]
@@ -107,10 +108,15 @@ class Runtime:
         return client  # type: ignore[no-any-return]
 
     async def ping(self, name: str) -> None:
-        """Raise ServiceUnavailable unless the service answers (local ones always do)."""
+        """Raise ServiceUnavailable unless the service answers where its callers reach it."""
         placement = self.topology.placement(name)
-        if placement.binding == "http" and not placement.local:
+        if placement.binding == "http":
             await self._http.ping(placement.url or "")
+        if name in self.databases:
+            try:
+                await self.databases[name].fetch_value("SELECT 1")
+            except Exception as exc:
+                raise ServiceUnavailable(f"{name}'s database: {exc}") from exc
 
     async def drain(self) -> int:
         """Publish every pending outbox row, until the whole system is quiet."""
@@ -124,9 +130,9 @@ class Runtime:
                 return total
 
     async def stop(self) -> None:
-        for server in reversed(self._servers):
+        for server in reversed(self.servers.values()):
             await server.stop()
-        self._servers.clear()
+        self.servers.clear()
         for relay in self.relays.values():
             await relay.stop()
         await self.broker.stop()
