@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from conftest import list_product, settings_for, sign_up, topology_for
 
 from colony.marketplace import Marketplace, running_marketplace
+from conftest import list_product, settings_for, sign_up, topology_for
 
 
 @pytest.fixture
