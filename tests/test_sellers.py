@@ -92,3 +92,15 @@ async def test_delisted_listing_cannot_be_changed(client):
     await client.delete(path, headers=seller.headers)
     response = await client.patch(path, json={"price_minor": 999}, headers=seller.headers)
     assert response.status_code == 409
+
+
+async def test_a_title_cannot_be_blanked(client):
+    seller = await sign_up(client, "seller")
+    listing = await list_product(client, seller)
+    response = await client.patch(
+        f"/api/v1/listings/{listing['id']}", json={"title": "   "}, headers=seller.headers
+    )
+    assert response.status_code == 422
+    assert (await client.get(f"/api/v1/listings/{listing['id']}")).json()["listing"][
+        "title"
+    ] == listing["title"]

@@ -532,8 +532,15 @@ async def test_seller_cannot_edit_anothers_listing(
 
 
 @pytest.mark.parametrize("path", ["/", "/search", "/login", "/register"])
-async def test_pages_send_security_headers(client: httpx.AsyncClient, path: str) -> None:
-    response = await client.get(path)
+async def test_pages_send_security_headers(marketplace: Marketplace, path: str) -> None:
+    async with browser(marketplace) as web:
+        response = await web.get(path)
     assert response.status_code == 200
     assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
     assert response.headers["x-content-type-options"] == "nosniff"
+    # Only pages with a form hand out a CSRF cookie; the rest stay cacheable.
+    has_form = path in ("/login", "/register")
+    assert ("colony_csrf=" in response.headers.get("set-cookie", "")) is has_form
+    if has_form:
+        assert "samesite=strict" in response.headers["set-cookie"].lower()
+        assert response.headers["cache-control"] == "private, no-store"

@@ -135,5 +135,8 @@ class OutboxRelay:
                             pass
             except asyncio.CancelledError:
                 raise
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # arrives as the event fires, and stop() would then wait forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._signal.wait(), self.poll_seconds)
+                async with asyncio.timeout(self.poll_seconds):
+                    await self._signal.wait()

@@ -88,6 +88,8 @@ class CatalogService:
 
     async def _create(self, actor: Actor, drafts: list[ListingDraft]) -> list[Listing]:
         actor.require("seller")
+        if any(not d.title.strip() for d in drafts):
+            raise InvalidInput("A title must not be blank.", field="title")
         for slug in {d.category for d in drafts}:
             await self._check_category(slug)
         now = utc_now_iso()
@@ -140,6 +142,11 @@ class CatalogService:
         }
         if not changed:
             raise InvalidInput("Nothing to change.")
+        for text_field in ("title", "description"):
+            if text_field in changed:
+                changed[text_field] = changed[text_field].strip()
+        if changed.get("title") == "":
+            raise InvalidInput("A title must not be blank.", field="title")
         if "category" in changed:
             await self._check_category(changed["category"])
         async with self.db.transaction():

@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 
 from colony.platform.clock import utc_now_iso
-from colony.platform.errors import Conflict, NotFound, Unauthorized
+from colony.platform.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from colony.platform.idempotency import idempotent
 from colony.platform.ids import new_id
 from colony.platform.runtime import ServiceContext
@@ -71,6 +71,8 @@ class IdentityService:
         return await self._create(registration, role)
 
     async def _create(self, registration: Registration, role: Role) -> Account:
+        if not registration.name.strip():
+            raise InvalidInput("A name must not be blank.", field="name")
         password_hash = await self.passwords.hash(registration.password)
         account = Account(
             id=new_id(),

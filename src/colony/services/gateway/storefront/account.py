@@ -36,8 +36,11 @@ def routes(site: Site) -> list[Route]:
         return response
 
     async def form_page(
-        request: Request, template: str, form: dict[str, str],
-        errors: dict[str, str] | None = None, status: int = 200,
+        request: Request,
+        template: str,
+        form: dict[str, str],
+        errors: dict[str, str] | None = None,
+        status: int = 200,
     ) -> Response:
         form = {**form, "next": safe_next(form.get("next"), "")}
         form.pop("password", None)  # never echoed back into the page
@@ -57,21 +60,21 @@ def routes(site: Site) -> list[Route]:
         try:
             credentials = convert(
                 {"email": fields["email"], "password": fields.get("password", "")},
-                Credentials, LABELS,
+                Credentials,
+                LABELS,
             )
             grant = await identity.issue_token(credentials)
         except FormInvalid as exc:
             return await form_page(request, "login.html", fields, exc.errors, exc.status)
         except ColonyError as exc:  # 401: the e-mail or password is not correct
-            return await form_page(
-                request, "login.html", fields, {GENERAL: exc.detail}, exc.status
-            )
+            return await form_page(request, "login.html", fields, {GENERAL: exc.detail}, exc.status)
         return signed_in(request, grant, fields.get("next", ""))
 
     @site.page
     async def register_form(request: Request) -> Response:
         return await form_page(
-            request, "register.html",
+            request,
+            "register.html",
             {"next": request.query_params.get("next", ""), "role": "buyer"},
         )
 
@@ -79,8 +82,10 @@ def routes(site: Site) -> list[Route]:
     async def register(request: Request) -> Response:
         fields = await read_form(request)
         data = {
-            "email": fields.get("email", "").strip(), "password": fields.get("password", ""),
-            "name": fields.get("name", "").strip(), "role": fields.get("role", "buyer"),
+            "email": fields.get("email", "").strip(),
+            "password": fields.get("password", ""),
+            "name": fields.get("name", "").strip(),
+            "role": fields.get("role", "buyer"),
         }
         try:
             account = await identity.register(convert(data, Registration, LABELS))
@@ -88,12 +93,14 @@ def routes(site: Site) -> list[Route]:
                 Credentials(email=account.email, password=data["password"])
             )
         except FormInvalid as exc:
-            return await form_page(request, "register.html", {**fields, **data}, exc.errors,
-                                   exc.status)
+            return await form_page(
+                request, "register.html", {**fields, **data}, exc.errors, exc.status
+            )
         except ColonyError as exc:  # 409: the e-mail is taken
             field = "email" if exc.status == 409 else GENERAL
-            return await form_page(request, "register.html", {**fields, **data},
-                                   {field: exc.detail}, exc.status)
+            return await form_page(
+                request, "register.html", {**fields, **data}, {field: exc.detail}, exc.status
+            )
         return signed_in(request, grant, fields.get("next", ""))
 
     @site.page

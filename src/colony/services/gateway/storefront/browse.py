@@ -24,16 +24,18 @@ SORTS = {
 }
 SEARCH_FIELDS = ("q", "category", "min_price", "max_price", "sort")
 SEARCH_LABELS = {
-    "q": "Search text", "category": "Category", "min_price": "Minimum price",
-    "max_price": "Maximum price", "sort": "Sort order", "page": "Page",
+    "q": "Search text",
+    "category": "Category",
+    "min_price": "Minimum price",
+    "max_price": "Maximum price",
+    "sort": "Sort order",
+    "page": "Page",
 }
 
 
 def parse_search(form: dict[str, str], page: str) -> SearchQuery:
     """The search form (prices typed as amounts) as the catalog's query."""
-    data: dict[str, object] = {
-        name: form[name] for name in ("q", "category", "sort") if form[name]
-    }
+    data: dict[str, object] = {name: form[name] for name in ("q", "category", "sort") if form[name]}
     for name in ("min_price", "max_price"):
         if form[name]:
             data[name] = read_price(form[name], name, SEARCH_LABELS[name], minimum=0)
@@ -63,8 +65,13 @@ def page_links(form: dict[str, str], result: SearchPage) -> dict[str, object]:
 
 
 async def listing_page(
-    site: Site, request: Request, listing_id: str, *, errors: dict[str, str] | None = None,
-    quantity: str = "1", status: int = 200,
+    site: Site,
+    request: Request,
+    listing_id: str,
+    *,
+    errors: dict[str, str] | None = None,
+    quantity: str = "1",
+    status: int = 200,
 ) -> Response:
     """A product's page; also re-shown when adding it to the cart went wrong."""
     listing = await site.backends.catalog.get_listing(listing_id)  # NotFound: a 404 page
@@ -75,11 +82,14 @@ async def listing_page(
     except ColonyError:
         available = None  # the page still sells; it just cannot say how many are left
     return await site.render(
-        request, "listing.html",
+        request,
+        "listing.html",
         {
-            "listing": listing, "available": available,
+            "listing": listing,
+            "available": available,
             "category_names": await site.category_names(),
-            "errors": errors or {}, "quantity": quantity,
+            "errors": errors or {},
+            "quantity": quantity,
         },
         status=status,
     )
@@ -92,9 +102,11 @@ def routes(site: Site) -> list[Route]:
     async def home(request: Request) -> Response:
         newest = await catalog.search(SearchQuery(sort="newest", page_size=NEWEST_COUNT))
         return await site.render(
-            request, "home.html",
+            request,
+            "home.html",
             {
-                "categories": await site.categories(), "listings": newest.items,
+                "categories": await site.categories(),
+                "listings": newest.items,
                 "category_names": await site.category_names(),
             },
         )
@@ -104,7 +116,9 @@ def routes(site: Site) -> list[Route]:
         params = request.query_params
         form = {name: params.get(name, "").strip() for name in SEARCH_FIELDS}
         values: dict[str, object] = {
-            "form": form, "sorts": SORTS, "category_names": await site.category_names(),
+            "form": form,
+            "sorts": SORTS,
+            "category_names": await site.category_names(),
             "errors": {},
         }
         try:

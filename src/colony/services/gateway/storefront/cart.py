@@ -23,8 +23,11 @@ from colony.services.gateway.storefront.session import redirect, require_role
 from colony.services.gateway.storefront.site import Site
 
 LABELS = {"listing_id": "Listing", "quantity": "Quantity"}
-STATUS_TEXT = {"ok": "In stock", "insufficient_stock": "Not enough in stock",
-               "unavailable": "No longer available"}
+STATUS_TEXT = {
+    "ok": "In stock",
+    "insufficient_stock": "Not enough in stock",
+    "unavailable": "No longer available",
+}
 
 
 def routes(site: Site) -> list[Route]:
@@ -39,9 +42,14 @@ def routes(site: Site) -> list[Route]:
         """The cart; re-shown with ``errors`` (by listing id, or GENERAL) when a change fails."""
         cart = await carts.get_cart(actor)
         return await site.render(
-            request, "cart.html",
-            {"cart": cart, "cart_count": cart.item_count, "errors": errors or {},
-             "status_text": STATUS_TEXT},
+            request,
+            "cart.html",
+            {
+                "cart": cart,
+                "cart_count": cart.item_count,
+                "errors": errors or {},
+                "status_text": STATUS_TEXT,
+            },
             status=status,
         )
 
@@ -64,8 +72,12 @@ def routes(site: Site) -> list[Route]:
             failure = exc if isinstance(exc, FormInvalid) else FormInvalid.from_service(exc, {})
             # Back to the product page, where the quantity was typed, with the reason.
             return await listing_page(
-                site, request, listing_id, errors={"quantity": failure.message},
-                quantity=fields.get("quantity", "1"), status=failure.status,
+                site,
+                request,
+                listing_id,
+                errors={"quantity": failure.message},
+                quantity=fields.get("quantity", "1"),
+                status=failure.status,
             )
         return redirect("/cart")
 
@@ -78,8 +90,7 @@ def routes(site: Site) -> list[Route]:
             change = convert({"quantity": fields.get("quantity", "")}, CartQuantity, LABELS)
             await carts.set_quantity(actor, listing_id, change.quantity)
         except FormInvalid as exc:
-            return await cart_page(request, actor, {listing_id: exc.message},
-                                   exc.status)
+            return await cart_page(request, actor, {listing_id: exc.message}, exc.status)
         except (InvalidInput, Conflict, NotFound) as exc:
             return await cart_page(request, actor, {GENERAL: exc.detail}, exc.status)
         return redirect("/cart")

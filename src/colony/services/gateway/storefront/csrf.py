@@ -22,7 +22,7 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
 
 
 def csrf_token(request: Request) -> str:
-    """The browser's token, or a new one (remembered so one response sets one cookie)."""
+    """The browser's token, or a new one (kept on the request: one response, one cookie)."""
     token = getattr(request.state, "csrf_token", None)
     if token is None:
         token = request.cookies.get(CSRF_COOKIE, "")
@@ -41,7 +41,11 @@ def remember_csrf(request: Request, response: Response) -> None:
 
 def set_csrf_cookie(request: Request, response: Response, token: str) -> None:
     response.set_cookie(
-        CSRF_COOKIE, token, httponly=True, samesite="strict", path="/",
+        CSRF_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        path="/",
         secure=request.url.scheme == "https",
     )
 

@@ -67,7 +67,9 @@ async def read_form(request: Request) -> dict[str, str]:
 
 
 def convert(
-    data: Mapping[str, Any], type_: type[T], labels: Mapping[str, str],
+    data: Mapping[str, Any],
+    type_: type[T],
+    labels: Mapping[str, str],
     aliases: Mapping[str, str] | None = None,
 ) -> T:
     """``data`` as ``type_``; raises FormInvalid saying which field is wrong and how.

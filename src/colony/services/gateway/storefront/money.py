@@ -20,7 +20,7 @@ def format_money(minor: int, currency: str) -> str:
 
 
 def parse_amount(text: str) -> int | None:
-    """"12.50" -> 1250 minor units; None when the text is not such an amount."""
+    """ "12.50" -> 1250 minor units; None when the text is not such an amount."""
     match = _AMOUNT.match(text.strip())
     if match is None:
         return None

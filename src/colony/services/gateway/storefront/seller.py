@@ -27,8 +27,13 @@ from colony.services.gateway.storefront.site import Site
 PAGE_SIZE = 50
 CURRENCIES = {"EUR": "Euro (€)", "USD": "US dollar ($)", "GBP": "Pound sterling (£)"}
 LABELS = {
-    "title": "Title", "description": "Description", "category": "Category",
-    "price_minor": "Price", "price": "Price", "currency": "Currency", "image_url": "Image URL",
+    "title": "Title",
+    "description": "Description",
+    "category": "Category",
+    "price_minor": "Price",
+    "price": "Price",
+    "currency": "Currency",
+    "image_url": "Image URL",
     "quantity": "Quantity",
 }
 ALIASES = {"price_minor": "price"}
@@ -59,9 +64,12 @@ def listing_data(fields: dict[str, str]) -> dict[str, Any]:
 
 def form_of(listing: Listing) -> dict[str, str]:
     return {
-        "title": listing.title, "description": listing.description,
-        "category": listing.category, "price": amount_text(listing.price_minor),
-        "currency": listing.currency, "image_url": listing.image_url or "",
+        "title": listing.title,
+        "description": listing.description,
+        "category": listing.category,
+        "price": amount_text(listing.price_minor),
+        "currency": listing.currency,
+        "image_url": listing.image_url or "",
     }
 
 
@@ -88,25 +96,37 @@ def routes(site: Site) -> list[Route]:
             stock = None  # the table is still useful without the stock column's numbers
         pages = max(1, -(-listings.total // PAGE_SIZE))
         return await site.render(
-            request, "seller.html",
+            request,
+            "seller.html",
             {
-                "listings": listings, "stock": stock, "errors": errors or {},
+                "listings": listings,
+                "stock": stock,
+                "errors": errors or {},
                 "notice": NOTICES.get(request.query_params.get("notice", "")),
-                "page": page, "pages": pages, "form_key": new_form_key(),
+                "page": page,
+                "pages": pages,
+                "form_key": new_form_key(),
                 "category_names": await site.category_names(),
             },
             status=status,
         )
 
     async def listing_form(
-        request: Request, form: dict[str, str], listing: Listing | None = None,
-        errors: dict[str, str] | None = None, status: int = 200,
+        request: Request,
+        form: dict[str, str],
+        listing: Listing | None = None,
+        errors: dict[str, str] | None = None,
+        status: int = 200,
     ) -> Response:
         return await site.render(
-            request, "listing_form.html",
+            request,
+            "listing_form.html",
             {
-                "form": form, "listing": listing, "errors": errors or {},
-                "category_names": await site.category_names(), "currencies": CURRENCIES,
+                "form": form,
+                "listing": listing,
+                "errors": errors or {},
+                "category_names": await site.category_names(),
+                "currencies": CURRENCIES,
                 "form_key": form.get("form_key") or new_form_key(),
             },
             status=status,
@@ -156,7 +176,8 @@ def routes(site: Site) -> list[Route]:
         try:
             # Only what differs is sent, so the change event names exactly what changed.
             changes = {
-                name: value for name, value in listing_data(fields).items()
+                name: value
+                for name, value in listing_data(fields).items()
                 if getattr(listing, name) != value
             }
             if not changes:
@@ -202,4 +223,3 @@ def routes(site: Site) -> list[Route]:
         Route("/seller/listings/{listing_id}/stock", receive_stock, methods=["POST"]),
         Route("/seller/listings/{listing_id}/delist", delist, methods=["POST"]),
     ]
-

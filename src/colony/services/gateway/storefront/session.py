@@ -63,13 +63,21 @@ def require_role(actor: Actor | None, role: Role, next_path: str) -> Actor:
 
 def start_session(request: Request, response: Response, token: str, ttl_seconds: int) -> None:
     response.set_cookie(
-        SESSION_COOKIE, token, max_age=ttl_seconds, httponly=True, samesite="lax", path="/",
+        SESSION_COOKIE,
+        token,
+        max_age=ttl_seconds,
+        httponly=True,
+        samesite="lax",
+        path="/",
         secure=request.url.scheme == "https",
     )
 
 
 def end_session(request: Request, response: Response) -> None:
     response.delete_cookie(
-        SESSION_COOKIE, path="/", httponly=True, samesite="lax",
+        SESSION_COOKIE,
+        path="/",
+        httponly=True,
+        samesite="lax",
         secure=request.url.scheme == "https",
     )

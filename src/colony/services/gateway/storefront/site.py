@@ -23,6 +23,7 @@ from colony.services.catalog.api import Category
 from colony.services.gateway.auth import Authenticator
 from colony.services.gateway.backends import Backends
 from colony.services.gateway.storefront.csrf import CSRF_FIELD, csrf_token, remember_csrf
+from colony.services.gateway.storefront.forms import FormInvalid
 from colony.services.gateway.storefront.money import format_money
 from colony.services.gateway.storefront.session import SignInRequired, here, login_url, redirect
 
@@ -91,25 +92,30 @@ class Site:
 
     # --- answering --------------------------------------------------------------------------
     async def render(
-        self, request: Request, template: str, values: dict[str, Any] | None = None,
+        self,
+        request: Request,
+        template: str,
+        values: dict[str, Any] | None = None,
         status: int = 200,
     ) -> Response:
         values = dict(values or {})
         actor = await self.viewer(request)
-        values.setdefault("viewer", actor)
+        values["viewer"] = actor
         if actor is not None:
-            values.setdefault("viewer_name", await self._account_name(actor))
+            values["viewer_name"] = await self._account_name(actor)
             if actor.role == "buyer" and "cart_count" not in values:
                 values["cart_count"] = await self._cart_count(actor)
-        values.setdefault("search_text", request.query_params.get("q", ""))
-        values["csrf_token"] = csrf_token(request)
+        values["search_text"] = request.query_params.get("q", "")
+        # Called by the template's csrf() macro: only pages with a form set the cookie, so the
+        # others stay free of Set-Cookie (and cacheable).
+        values["csrf_token"] = functools.partial(csrf_token, request)
         values["current_path"] = request.url.path
         values["login_link"] = self._login_link(request)
         response = self.templates.TemplateResponse(request, template, values, status_code=status)
         response.headers.update(_SECURITY_HEADERS)
-        if actor is not None:
-            response.headers["cache-control"] = "private, no-store"
         remember_csrf(request, response)
+        if actor is not None or "set-cookie" in response.headers:
+            response.headers["cache-control"] = "private, no-store"
         return response
 
     @staticmethod
@@ -132,12 +138,15 @@ class Site:
             with context.call_context(request.headers.get(CORRELATION_HEADER)):
                 try:
                     return await handler(request)
+                except FormInvalid as exc:  # a form error no page caught: still not a 500
+                    return await self.error_page(request, exc.status, exc.message)
                 except SignInRequired as exc:
                     return redirect(login_url(exc.next_path))
                 except ColonyError as exc:
                     if exc.status == 401:  # the session ended between two pages
-                        return redirect(login_url(here(request) if request.method == "GET"
-                                                  else "/"))
+                        return redirect(
+                            login_url(here(request) if request.method == "GET" else "/")
+                        )
                     return await self.error_page(request, exc.status, exc.detail)
                 except HTTPException as exc:  # e.g. a body the form parser cannot read
                     return await self.error_page(request, exc.status_code, str(exc.detail))
