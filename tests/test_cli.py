@@ -152,3 +152,23 @@ def test_up_serves_stops_cleanly_and_keeps_its_data(tmp_path):
         assert process.returncode == 0, stderr
         assert "Stopped." in stderr
         assert ("seeding demo data" in stderr) == (start == "first")
+
+
+def test_a_second_up_on_a_taken_port_is_refused(tmp_path):
+    port = free_port()
+    env = {**os.environ, "COLONY_DATA_DIR": str(tmp_path), "COLONY_PORT": str(port)}
+    first = subprocess.Popen(
+        [COLONY, "up", "--seed-size", "20"],
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", first)
+        second = subprocess.run([COLONY, "up"], env=env, capture_output=True, text=True, timeout=60)
+        assert second.returncode != 0
+        assert "already in use" in second.stderr
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=30)

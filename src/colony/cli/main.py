@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from colony.cli import provider
 from colony.cli import seed as seeding
 from colony.composition import service_definitions
 from colony.platform.config import Settings
@@ -25,6 +26,7 @@ from colony.platform.runtime import Runtime, Topology
 app = typer.Typer(help="Colony: a marketplace of independent services.", no_args_is_help=True)
 dlq = typer.Typer(help="Inspect and replay dead-lettered messages.", no_args_is_help=True)
 app.add_typer(dlq, name="dlq")
+app.add_typer(provider.app, name="provider")
 console = Console(stderr=True)
 
 TopologyOption = Annotated[
@@ -35,10 +37,9 @@ TopologyOption = Annotated[
 def _run(coro: Coroutine[Any, Any, Any]) -> Any:
     try:
         import uvloop
-
-        return uvloop.run(coro)
-    except ImportError:
+    except ImportError:  # uvloop is not built for every platform
         return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
 def _settings(**overrides: Any) -> Settings:

@@ -42,6 +42,7 @@ class HttpServer:
         return f"http://{self.host}:{self.port}"
 
     async def start(self) -> None:
+        ensure_port_free(self.host, self.port)
         self._task = asyncio.create_task(self._server.serve(), name=f"http-{self.port}")
         await wait_for_port(self.host, self.port, self._task)
 
@@ -72,6 +73,19 @@ async def wait_for_port(
             if loop.time() > deadline:
                 raise
             await asyncio.sleep(0.01)
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """granian binds with SO_REUSEPORT, so a second server on a taken port would start and
+    share it silently; try a plain bind first to refuse that with a clear error."""
+    with socket.socket() as sock:
+        # SO_REUSEADDR lets the bind pass over connections in TIME_WAIT (a quick restart),
+        # while on Linux it still fails against a live listener.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise OSError(exc.errno, f"{host}:{port} is already in use") from exc
 
 
 def free_port(host: str = "127.0.0.1") -> int:
