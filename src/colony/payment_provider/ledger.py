@@ -24,10 +24,12 @@ from colony.payment_provider.api import (
     Totals,
 )
 from colony.platform.clock import utc_now_iso
-from colony.platform.errors import Conflict, IdempotencyKeyReused, NotFound
+from colony.platform.context import IdempotencyRequest
+from colony.platform.errors import Conflict, NotFound
+from colony.platform.idempotency import run_once
 from colony.platform.ids import new_id
 from colony.platform.storage import Row
-from colony.platform.storage.migrations import migrate
+from colony.platform.storage.migrations import PLATFORM_MIGRATIONS, migrate
 from colony.platform.storage.sqlite import SqliteDatabase
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -73,6 +75,8 @@ class Ledger:
 
     async def open(self) -> None:
         await self.db.open()
+        # The platform's tables include the idempotency keys that run_once keeps.
+        await migrate(self.db, "platform", PLATFORM_MIGRATIONS)
         await migrate(self.db, "payment_provider", MIGRATIONS)
 
     async def close(self) -> None:
@@ -82,25 +86,9 @@ class Ledger:
         self, idem: Idempotency, kind: type[T], effect: Callable[[], Awaitable[T]]
     ) -> tuple[T, bool]:
         """The effect's result, or the stored one if this key was seen; and whether replayed."""
-        async with self.db.transaction():
-            row = await self.db.fetch_one(
-                "SELECT fingerprint, response FROM idempotency_records"
-                " WHERE endpoint = ? AND key = ?",
-                (idem.endpoint, idem.key),
-            )
-            if row is not None:
-                if row[0] != idem.fingerprint:
-                    raise IdempotencyKeyReused(
-                        "This Idempotency-Key was first used with a different request."
-                    )
-                return msgspec.json.decode(row[1], type=kind), True
-            result = await effect()
-            await self.db.execute(
-                "INSERT INTO idempotency_records (endpoint, key, fingerprint, response,"
-                " created_at) VALUES (?, ?, ?, ?, ?)",
-                (idem.endpoint, idem.key, idem.fingerprint, _encode(result), utc_now_iso()),
-            )
-            return result, False
+        # A key is scoped to the endpoint it was sent to.
+        request = IdempotencyRequest(f"{idem.endpoint} {idem.key}", idem.fingerprint)
+        return await run_once(self.db, request, kind, effect)
 
     async def authorize(
         self, idem: Idempotency, request: AuthorizeRequest, random_decline: bool

@@ -28,6 +28,33 @@ class HasDatabase(Protocol):
     db: Database
 
 
+async def run_once(
+    db: Database,
+    request: context.IdempotencyRequest,
+    result_type: Any,
+    effect: Callable[[], Awaitable[R]],
+) -> tuple[R, bool]:
+    """The effect's result, stored with ``request.key`` in the effect's own transaction; or, for
+    a key seen before, the stored result. Returns it and whether it was a replay."""
+    async with db.transaction():
+        row = await db.fetch_one(
+            "SELECT fingerprint, response FROM idempotency_keys WHERE key = ?", (request.key,)
+        )
+        if row is not None:
+            if row[0] != request.fingerprint:
+                raise IdempotencyKeyReused(
+                    "This Idempotency-Key was first used with a different request."
+                )
+            return msgspec.json.decode(row[1], type=result_type), True
+        result = await effect()
+        await db.execute(
+            "INSERT INTO idempotency_keys (key, fingerprint, response, created_at)"
+            " VALUES (?, ?, ?, ?)",
+            (request.key, request.fingerprint, _encode(result), utc_now_iso()),
+        )
+        return result, False
+
+
 def idempotent(
     method: Callable[P, Awaitable[R]],
 ) -> Callable[P, Awaitable[R]]:
@@ -42,23 +69,12 @@ def idempotent(
         if not return_type:
             return_type.append(typing.get_type_hints(method).get("return", Any))
         db: Database = typing.cast(HasDatabase, args[0]).db
-        async with db.transaction():
-            row = await db.fetch_one(
-                "SELECT fingerprint, response FROM idempotency_keys WHERE key = ?", (request.key,)
-            )
-            if row is not None:
-                if row[0] != request.fingerprint:
-                    raise IdempotencyKeyReused(
-                        "This Idempotency-Key was first used with a different request."
-                    )
-                return msgspec.json.decode(row[1], type=return_type[0])
+
+        async def effect() -> R:
             with context.without_idempotency():
-                result = await method(*args, **kwargs)
-            await db.execute(
-                "INSERT INTO idempotency_keys (key, fingerprint, response, created_at)"
-                " VALUES (?, ?, ?, ?)",
-                (request.key, request.fingerprint, _encode(result), utc_now_iso()),
-            )
-            return result
+                return await method(*args, **kwargs)
+
+        result, _ = await run_once(db, request, return_type[0], effect)
+        return result
 
     return wrapper

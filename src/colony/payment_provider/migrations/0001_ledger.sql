@@ -1,4 +1,5 @@
--- The simulator's own state: payment intents, refunds and idempotency records.
+-- The simulator's own state: payment intents and refunds (idempotency keys live in the
+-- platform's table).
 
 CREATE TABLE payment_intents (
     id TEXT PRIMARY KEY,
@@ -27,13 +28,3 @@ CREATE TABLE refunds (
     created_at TEXT NOT NULL
 );
 CREATE INDEX refunds_by_intent ON refunds (payment_intent_id);
-
--- A key is scoped to the endpoint it was sent to; the response is stored with the effect.
-CREATE TABLE idempotency_records (
-    endpoint TEXT NOT NULL,
-    key TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    response BLOB NOT NULL,
-    created_at TEXT NOT NULL,
-    PRIMARY KEY (endpoint, key)
-);
