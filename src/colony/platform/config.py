@@ -21,6 +21,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     search_cache_seconds: float = 2.0
     max_body_bytes: int = 64 * 1024
     dsns: dict[str, str] = msgspec.field(default_factory=dict)
+    # Checkout and what follows it.
+    payment_provider_url: str = "http://127.0.0.1:8181"
+    payment_timeout_seconds: float = 2.0
+    marketplace_fee_bps: int = 1000  # the marketplace keeps 10 % of each seller's sale
+    reservation_ttl_seconds: float = 900.0
+    order_deadline_seconds: float = 600.0
+    saga_step_timeout_seconds: float = 5.0
+    saga_step_attempts: int = 5
+    courier_step_seconds: float = 20.0
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 8025
+    mail_from: str = "Colony <no-reply@colony.example>"
+    webhook_attempts: int = 5
+    recommendations_timeout_seconds: float = 0.05
 
     def dsn_for(self, service: str) -> str:
         """A service's database: configured per service, else a SQLite file in the data dir."""

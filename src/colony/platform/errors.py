@@ -95,6 +95,22 @@ class Conflict(ColonyError):
     title = "Conflict with the current state"
 
 
+class OutOfStock(Conflict):
+    slug = "out-of-stock"
+    title = "Not enough stock"
+
+
+class PaymentDeclined(ColonyError):
+    status = 402
+    slug = "payment-declined"
+    title = "The payment was declined"
+
+
+class Undeliverable(InvalidInput):
+    slug = "undeliverable"
+    title = "The address cannot be delivered to"
+
+
 class PayloadTooLarge(ColonyError):
     status = 413
     slug = "payload-too-large"

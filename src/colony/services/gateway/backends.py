@@ -7,8 +7,13 @@ from dataclasses import dataclass
 
 from colony.services.cart.api import CartApi
 from colony.services.catalog.api import CatalogApi
+from colony.services.delivery.api import DeliveryApi
 from colony.services.identity.api import IdentityApi
 from colony.services.inventory.api import InventoryApi
+from colony.services.notifications.api import NotificationsApi
+from colony.services.orders.api import OrdersApi
+from colony.services.payments.api import PaymentsApi
+from colony.services.recommendations.api import RecommendationsApi
 
 
 @dataclass(frozen=True)
@@ -17,4 +22,9 @@ class Backends:
     catalog: CatalogApi
     inventory: InventoryApi
     cart: CartApi
+    orders: OrdersApi
+    payments: PaymentsApi
+    delivery: DeliveryApi
+    notifications: NotificationsApi
+    recommendations: RecommendationsApi
     health: Callable[[], Awaitable[dict[str, bool]]]

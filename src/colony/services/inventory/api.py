@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Protocol
+from typing import Annotated, ClassVar, Literal, Protocol
 
 import msgspec
 
@@ -25,6 +25,41 @@ class StockLevel(msgspec.Struct, frozen=True, kw_only=True):
     sold: int
     received: int
     updated_at: str
+
+
+class ReservationLine(msgspec.Struct, frozen=True, kw_only=True):
+    listing_id: str
+    quantity: Quantity
+
+
+ReservationStatus = Literal["held", "committed", "released", "expired", "returned"]
+
+
+class Reservation(msgspec.Struct, frozen=True, kw_only=True):
+    """Units set aside for one order: ``held`` until committed (sold) or released.
+
+    A held reservation past ``expires_at`` is released by inventory itself (``expired``);
+    a committed one can be ``returned`` (its units go back on sale)."""
+
+    id: str
+    status: ReservationStatus
+    lines: list[ReservationLine]
+    expires_at: str
+    created_at: str
+    updated_at: str
+
+
+class StockAudit(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``colony verify`` checks: conservation per listing, and reservations."""
+
+    listings: int
+    unbalanced: list[str]
+    """Listings where available + reserved + sold != received, or a figure is negative."""
+    reserved_units: int
+    held_units: int
+    """Units in held reservations; equals ``reserved_units`` when nothing dangles."""
+    overdue_holds: list[str]
+    """Held reservations past their expiry by more than the sweep interval."""
 
 
 class StockChanged(Event, frozen=True, kw_only=True):
@@ -55,3 +90,25 @@ class InventoryApi(Protocol):
     ) -> StockLevel:
         """A seller corrects stock (a count, damage, loss); never below what is reserved."""
         ...
+
+    # --- reservations, for the checkout saga (system callers only) -------------------------
+
+    async def reserve(
+        self, actor: Actor, reservation_id: str, lines: list[ReservationLine], ttl_seconds: float
+    ) -> Reservation:
+        """Hold every line or none (``OutOfStock`` names the short listings). Repeating a
+        reservation id returns the reservation as it is."""
+        ...
+
+    async def commit_reservation(self, actor: Actor, reservation_id: str) -> Reservation:
+        """Held units become sold. ``Conflict`` if the hold was released or expired."""
+        ...
+
+    async def release_reservation(self, actor: Actor, reservation_id: str) -> Reservation:
+        """Held units go back on sale (``released``); sold units too (``returned``).
+        Releasing twice, or a reservation never made, changes nothing."""
+        ...
+
+    async def get_reservation(self, actor: Actor, reservation_id: str) -> Reservation: ...
+
+    async def audit(self, actor: Actor) -> StockAudit: ...
