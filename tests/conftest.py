@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
-from collections.abc import AsyncIterator
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +16,12 @@ import pytest
 import stamina
 
 from colony.composition import SERVICE_NAMES
+from colony.mail_sink.server import MailSink, running_mail_sink
 from colony.marketplace import Marketplace, running_marketplace
 from colony.platform.config import Settings
 from colony.platform.logging import configure_logging
 from colony.platform.runtime import Topology
-from colony.platform.web.server import free_port
+from colony.platform.web.server import free_port, wait_for_port
 
 configure_logging("warning", json=True)
 stamina.set_testing(True, attempts=3)
@@ -26,10 +30,52 @@ BINDINGS = ["inprocess", "http"]
 _counter = itertools.count()
 
 
+PROVIDER_PORT = free_port()
+SMTP_PORT = free_port()
+COURIER_STEP_SECONDS = 0.7
+
+
 def settings_for(data_dir: Path, **overrides: Any) -> Settings:
-    return Settings(
-        data_dir=data_dir, password_hash_cost="fast", search_cache_seconds=0.0, **overrides
+    values: dict[str, Any] = {
+        "password_hash_cost": "fast",
+        "search_cache_seconds": 0.0,
+        "payment_provider_url": f"http://127.0.0.1:{PROVIDER_PORT}",
+        "payment_timeout_seconds": 0.5,
+        "saga_step_timeout_seconds": 2.0,
+        "courier_step_seconds": COURIER_STEP_SECONDS,
+        "smtp_port": SMTP_PORT,
+        **overrides,
+    }
+    return Settings(data_dir=data_dir, **values)
+
+
+@pytest.fixture(scope="session")
+def payment_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The provider simulator in its own process, as in every topology; its URL."""
+    data_dir = tmp_path_factory.mktemp("provider")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "colony.payment_provider",
+            "--port",
+            str(PROVIDER_PORT),
+            "--data-dir",
+            str(data_dir),
+        ],
     )
+    try:
+        asyncio.run(wait_for_port("127.0.0.1", PROVIDER_PORT, within=20.0))
+        yield f"http://127.0.0.1:{PROVIDER_PORT}"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.fixture(scope="session")
+async def mail_sink() -> AsyncIterator[MailSink]:
+    async with running_mail_sink(SMTP_PORT, free_port()) as sink:
+        yield sink
 
 
 def topology_for(binding: str) -> Topology:
@@ -40,7 +86,10 @@ def topology_for(binding: str) -> Topology:
 
 @pytest.fixture(scope="session", params=BINDINGS)
 async def marketplace(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    payment_provider: str,
+    mail_sink: MailSink,
 ) -> AsyncIterator[Marketplace]:
     """The whole marketplace, once per binding: in-process, and every service over HTTP."""
     data_dir = tmp_path_factory.mktemp(f"market-{request.param}")

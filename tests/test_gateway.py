@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from openapi_spec_validator import validate
 
+from colony.composition import SERVICE_NAMES
+
 
 async def test_openapi_document_is_valid_and_complete(client, marketplace):
     document = (await client.get("/api/openapi.json")).json()
@@ -32,7 +34,7 @@ async def test_liveness_and_readiness(client):
     assert (await client.get("/health/live")).json() == {"status": "alive"}
     ready = (await client.get("/health/ready")).json()
     assert ready["status"] == "ready"
-    assert set(ready["services"]) == {"identity", "catalog", "inventory", "cart"}
+    assert set(ready["services"]) == set(SERVICE_NAMES)
 
 
 async def test_jwks_is_published(client):

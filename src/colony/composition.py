@@ -7,42 +7,86 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from colony.platform.eventsourcing import EVENT_STORE_MIGRATIONS
 from colony.platform.runtime import ServiceDefinition
+from colony.platform.saga import SAGA_MIGRATIONS
 from colony.services.cart.api import CartApi
 from colony.services.cart.service import CartService
 from colony.services.catalog.api import CatalogApi
 from colony.services.catalog.service import CatalogService
+from colony.services.delivery.api import DeliveryApi
+from colony.services.delivery.service import DeliveryService
 from colony.services.identity.api import IdentityApi
 from colony.services.identity.service import IdentityService
 from colony.services.inventory.api import InventoryApi
 from colony.services.inventory.service import InventoryService
+from colony.services.notifications.api import NotificationsApi
+from colony.services.notifications.service import NotificationsService
+from colony.services.orders.api import OrdersApi
+from colony.services.orders.service import OrdersService
+from colony.services.payments.api import PaymentsApi
+from colony.services.payments.service import PaymentsService
+from colony.services.recommendations.api import RecommendationsApi
+from colony.services.recommendations.service import RecommendationsService
 
 _SERVICES = Path(__file__).parent / "services"
 
 
+def _migrations(name: str) -> Path:
+    return _SERVICES / name / "migrations"
+
+
 def service_definitions() -> list[ServiceDefinition]:
     return [
-        ServiceDefinition(
-            "identity", IdentityApi, IdentityService, _SERVICES / "identity" / "migrations"
-        ),
-        ServiceDefinition(
-            "catalog", CatalogApi, CatalogService, _SERVICES / "catalog" / "migrations"
-        ),
+        ServiceDefinition("identity", IdentityApi, IdentityService, _migrations("identity")),
+        ServiceDefinition("catalog", CatalogApi, CatalogService, _migrations("catalog")),
         ServiceDefinition(
             "inventory",
             InventoryApi,
             InventoryService,
-            _SERVICES / "inventory" / "migrations",
+            _migrations("inventory"),
             depends_on=("catalog",),
         ),
         ServiceDefinition(
             "cart",
             CartApi,
             CartService,
-            _SERVICES / "cart" / "migrations",
+            _migrations("cart"),
             depends_on=("catalog", "inventory"),
+        ),
+        ServiceDefinition("payments", PaymentsApi, PaymentsService, _migrations("payments")),
+        ServiceDefinition("delivery", DeliveryApi, DeliveryService, _migrations("delivery")),
+        ServiceDefinition(
+            "orders",
+            OrdersApi,
+            OrdersService,
+            _migrations("orders"),
+            depends_on=("catalog", "inventory", "cart", "payments", "delivery"),
+            components=(("eventsourcing", EVENT_STORE_MIGRATIONS), ("saga", SAGA_MIGRATIONS)),
+        ),
+        ServiceDefinition(
+            "notifications",
+            NotificationsApi,
+            NotificationsService,
+            _migrations("notifications"),
+        ),
+        ServiceDefinition(
+            "recommendations",
+            RecommendationsApi,
+            RecommendationsService,
+            _migrations("recommendations"),
         ),
     ]
 
 
-SERVICE_NAMES = ("identity", "catalog", "inventory", "cart")
+SERVICE_NAMES = (
+    "identity",
+    "catalog",
+    "inventory",
+    "cart",
+    "payments",
+    "delivery",
+    "orders",
+    "notifications",
+    "recommendations",
+)

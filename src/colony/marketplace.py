@@ -15,11 +15,16 @@ from colony.platform.runtime import Runtime, Topology
 from colony.platform.web.server import HttpServer
 from colony.services.cart.api import CartApi
 from colony.services.catalog.api import CatalogApi
+from colony.services.delivery.api import DeliveryApi
 from colony.services.gateway.app import create_app
 from colony.services.gateway.auth import Authenticator
 from colony.services.gateway.backends import Backends
 from colony.services.identity.api import IdentityApi
 from colony.services.inventory.api import InventoryApi
+from colony.services.notifications.api import NotificationsApi
+from colony.services.orders.api import OrdersApi
+from colony.services.payments.api import PaymentsApi
+from colony.services.recommendations.api import RecommendationsApi
 
 
 @dataclass
@@ -58,6 +63,11 @@ async def running_marketplace(
             catalog=runtime.client(CatalogApi),
             inventory=runtime.client(InventoryApi),
             cart=runtime.client(CartApi),
+            orders=runtime.client(OrdersApi),
+            payments=runtime.client(PaymentsApi),
+            delivery=runtime.client(DeliveryApi),
+            notifications=runtime.client(NotificationsApi),
+            recommendations=runtime.client(RecommendationsApi),
             health=lambda: _health(runtime),
         )
         auth = Authenticator(backends.identity)

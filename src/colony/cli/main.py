@@ -15,8 +15,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from colony.cli import provider
+from colony.cli import mail, provider
 from colony.cli import seed as seeding
+from colony.cli.companions import running_companions
 from colony.composition import service_definitions
 from colony.platform.config import Settings
 from colony.platform.logging import configure_logging
@@ -27,6 +28,9 @@ app = typer.Typer(help="Colony: a marketplace of independent services.", no_args
 dlq = typer.Typer(help="Inspect and replay dead-lettered messages.", no_args_is_help=True)
 app.add_typer(dlq, name="dlq")
 app.add_typer(provider.app, name="provider")
+app.add_typer(mail.app, name="mail")
+projections = typer.Typer(help="The orders' read models.", no_args_is_help=True)
+app.add_typer(projections, name="projections")
 console = Console(stderr=True)
 
 TopologyOption = Annotated[
@@ -149,13 +153,18 @@ def up(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        async with running_marketplace(settings, placement) as market:
+        async with (
+            running_companions(settings) as notes,
+            running_marketplace(settings, placement) as market,
+        ):
             console.print(
                 f"[bold green]Colony is up[/] in {time.perf_counter() - started:.2f} s\n"
                 f"  storefront  {market.url}/\n"
                 f"  API docs    {market.url}/api/docs\n"
                 f"  readiness   {market.url}/health/ready\n"
-                "Press Ctrl-C to stop."
+                f"  mail sink   http://127.0.0.1:{settings.mail_sink_http_port}/messages\n"
+                + "".join(f"  ({note})\n" for note in notes)
+                + "Press Ctrl-C to stop."
             )
             await stop.wait()
             console.print("Stopping…")
@@ -238,3 +247,52 @@ def dlq_replay(dead_letter_id: str, topology: TopologyOption = None) -> None:
                 raise typer.Exit(1)
 
     _run(main())
+
+
+@projections.command("rebuild")
+def projections_rebuild(topology: TopologyOption = None) -> None:
+    """Rebuild the buyer histories and seller queues from the order events."""
+    settings = _settings()
+
+    async def main() -> None:
+        from colony.platform.security import Actor
+        from colony.services.orders.api import OrdersApi
+
+        async with _services(settings, _topology(settings, topology)) as runtime:
+            counts = await runtime.client(OrdersApi).rebuild_projections(Actor.system("cli"))
+        for name, applied in counts.items():
+            console.print(f"{name}: rebuilt from {applied:,} events")
+
+    _run(main())
+
+
+@app.command("verify")
+def verify_command(
+    outbox_bound: Annotated[
+        float, typer.Option(help="Seconds an event may wait in an outbox.")
+    ] = 30.0,
+    topology: TopologyOption = None,
+) -> None:
+    """Check the running system against the invariants; exits 1 on any violation."""
+    settings = _settings()
+
+    async def main() -> bool:
+        from colony.verify import verify
+
+        async with _services(settings, _topology(settings, topology)) as runtime:
+            checks = await verify(runtime, outbox_bound)
+        table = Table(show_edge=False)
+        for column in ("check", "result", "counts", "violations"):
+            table.add_column(column)
+        for check in checks:
+            table.add_row(
+                check.name,
+                "[green]ok[/]" if check.ok else "[red]VIOLATED[/]",
+                ", ".join(f"{k} {v:,}" for k, v in check.counts.items()),
+                "\n".join(check.violations),
+            )
+        Console().print(table)
+        return all(check.ok for check in checks)
+
+    if not _run(main()):
+        raise typer.Exit(1)

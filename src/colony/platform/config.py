@@ -10,6 +10,9 @@ import msgspec
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     data_dir: Path = Path("var/data")
+    instance: str = "local"
+    """This process's name among replicas of a service; a restart under the same name takes
+    its unfinished work straight back (its sagas' leases)."""
     host: str = "127.0.0.1"
     port: int = 8080
     topology_file: Path | None = None
@@ -29,9 +32,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     order_deadline_seconds: float = 600.0
     saga_step_timeout_seconds: float = 5.0
     saga_step_attempts: int = 5
+    saga_lease_seconds: float = 15.0
     courier_step_seconds: float = 20.0
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 8025
+    mail_sink_http_port: int = 8026
     mail_from: str = "Colony <no-reply@colony.example>"
     webhook_attempts: int = 5
     recommendations_timeout_seconds: float = 0.05

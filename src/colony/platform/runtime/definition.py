@@ -30,6 +30,8 @@ class ServiceDefinition:
     build: Callable[[ServiceContext], Any]
     migrations: Path | None = None
     depends_on: tuple[str, ...] = ()
+    components: tuple[tuple[str, Path], ...] = ()
+    """Platform parts the service keeps tables for (name, migrations), e.g. the event store."""
 
 
 @dataclass

@@ -1,5 +1,9 @@
 """The runtime: what a topology places in this process is started here, the rest is called.
 
+A service may define ``async start()`` (set-up, always run), ``async start_workers()`` (its
+background work: sagas, timers, dispatchers; run only when the runtime runs in the
+background, not for a command like ``colony seed``) and ``async stop()``.
+
 For each local service it opens the service's own database, applies its migrations, builds
 it, subscribes its consumers and starts its outbox relay; a service placed behind an HTTP
 binding is also served over HTTP. ``client(Api)`` returns the implementation itself when
@@ -62,6 +66,9 @@ class Runtime:
         if background:
             for relay in self.relays.values():
                 relay.start()
+            for service in self.services.values():
+                if hasattr(service, "start_workers"):
+                    await service.start_workers()
             for name in self.local_names():
                 placement = self.topology.placement(name)
                 if placement.binding == "http":
@@ -71,6 +78,8 @@ class Runtime:
         db = open_database(definition.name, self.settings.dsn_for(definition.name))
         await db.open()
         await migrate(db, "platform", PLATFORM_MIGRATIONS)
+        for component, folder in definition.components:
+            await migrate(db, component, folder)
         if definition.migrations is not None:
             await migrate(db, definition.name, definition.migrations)
         outbox = Outbox(db, definition.name)

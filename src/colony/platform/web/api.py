@@ -71,6 +71,7 @@ class Operation:
     status: int = 200
     auth: bool = False
     idempotent: bool = False
+    idempotency_required: bool = False
     errors: tuple[int, ...] = ()
     body_decoder: msgspec.json.Decoder[Any] | None = field(default=None, repr=False)
 
@@ -94,6 +95,7 @@ class ApiRouter:
         status: int = 200,
         auth: bool = False,
         errors: tuple[int, ...] = (),
+        idempotency_required: bool = False,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.operations.append(
@@ -109,6 +111,7 @@ class ApiRouter:
                     status=status,
                     auth=auth,
                     idempotent=method == "POST",
+                    idempotency_required=idempotency_required,
                     errors=errors,
                     body_decoder=msgspec.json.Decoder(body) if body is not None else None,
                 )
@@ -151,6 +154,11 @@ class ApiRouter:
             except msgspec.DecodeError as exc:
                 raise MalformedRequest(f"The body is not valid JSON: {exc}") from None
         idempotency = _idempotency(request, call.actor, raw) if op.idempotent else None
+        if idempotency is None and op.idempotency_required:
+            raise MalformedRequest(
+                "This request needs an Idempotency-Key header, so that sending it again"
+                " cannot do it twice."
+            )
         if idempotency is not None:
             with context.call_context(cid, idempotency):
                 result = await op.handler(call)
@@ -240,7 +248,7 @@ def openapi_document(
                     {
                         "name": "Idempotency-Key",
                         "in": "header",
-                        "required": False,
+                        "required": op.idempotency_required,
                         "description": "Same key and body replay the first response; same key"
                         " with another body is rejected with 422.",
                         "schema": {"type": "string", "maxLength": 255},

@@ -35,6 +35,11 @@ class Cart(msgspec.Struct, frozen=True, kw_only=True):
     """False when the catalog could not be reached and prices are as they were when added."""
 
 
+class PurchasedLine(msgspec.Struct, frozen=True, kw_only=True):
+    listing_id: str
+    quantity: int
+
+
 class CartApi(Protocol):
     service_name: ClassVar[str] = "cart"
 
@@ -53,3 +58,10 @@ class CartApi(Protocol):
     async def remove_item(self, actor: Actor, listing_id: str) -> Cart: ...
 
     async def clear(self, actor: Actor) -> Cart: ...
+
+    async def remove_purchased(
+        self, actor: Actor, buyer_id: str, order_id: str, lines: list[PurchasedLine]
+    ) -> None:
+        """Take an order's units out of its buyer's cart (system callers), once per order;
+        what the buyer added meanwhile stays."""
+        ...

@@ -11,7 +11,14 @@ from colony.platform.logging import get_logger
 from colony.platform.messaging.consumer import Handler
 from colony.platform.runtime import ServiceContext
 from colony.platform.security import Actor
-from colony.services.cart.api import MAX_LINE_QUANTITY, MAX_LINES, Cart, CartLine, LineStatus
+from colony.services.cart.api import (
+    MAX_LINE_QUANTITY,
+    MAX_LINES,
+    Cart,
+    CartLine,
+    LineStatus,
+    PurchasedLine,
+)
 from colony.services.catalog.api import CatalogApi, Listing, ListingDelisted, ListingUpdated
 from colony.services.inventory.api import InventoryApi
 
@@ -173,3 +180,29 @@ class CartService:
         actor.require("buyer")
         await self.db.execute("DELETE FROM cart_lines WHERE buyer_id = ?", (actor.id,))
         return await self.get_cart(actor)
+
+    async def remove_purchased(
+        self, actor: Actor, buyer_id: str, order_id: str, lines: list[PurchasedLine]
+    ) -> None:
+        actor.require("system")
+        async with self.db.transaction():
+            done = await self.db.fetch_one(
+                "SELECT 1 FROM cart_checkouts WHERE order_id = ?", (order_id,)
+            )
+            if done:
+                return
+            for line in lines:
+                await self.db.execute(
+                    "UPDATE cart_lines SET quantity = quantity - ?"
+                    " WHERE buyer_id = ? AND listing_id = ? AND quantity > ?",
+                    (line.quantity, buyer_id, line.listing_id, line.quantity),
+                )
+                await self.db.execute(
+                    "DELETE FROM cart_lines"
+                    " WHERE buyer_id = ? AND listing_id = ? AND quantity <= ?",
+                    (buyer_id, line.listing_id, line.quantity),
+                )
+            await self.db.execute(
+                "INSERT INTO cart_checkouts (order_id, buyer_id, at) VALUES (?, ?, ?)",
+                (order_id, buyer_id, utc_now_iso()),
+            )

@@ -18,6 +18,7 @@ from colony.platform.web.access_log import AccessLog
 from colony.platform.web.api import openapi_document
 from colony.platform.web.limits import BodySizeLimit
 from colony.platform.web.problems import install_problem_handlers
+from colony.services.gateway.api_orders import add_order_routes
 from colony.services.gateway.api_v1 import build_api
 from colony.services.gateway.auth import Authenticator
 from colony.services.gateway.backends import Backends
@@ -38,6 +39,7 @@ _DOCS_PAGE = """<!doctype html>
 
 def create_app(backends: Backends, settings: Settings, auth: Authenticator) -> ASGIApp:
     api = build_api(backends, auth)
+    add_order_routes(api, backends, settings.recommendations_timeout_seconds)
     openapi = msgspec.json.encode(openapi_document([api], "Colony", "1.0.0", API_DESCRIPTION))
 
     async def openapi_json(request: Request) -> Response:

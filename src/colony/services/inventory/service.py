@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from datetime import timedelta
 from typing import Any
 
-from colony.platform.clock import utc_now_iso
-from colony.platform.errors import Conflict, InvalidInput, NotFound
+from colony.platform.clock import utc_now, utc_now_iso
+from colony.platform.errors import Conflict, InvalidInput, NotFound, OutOfStock
 from colony.platform.idempotency import idempotent
 from colony.platform.ids import new_id
+from colony.platform.logging import get_logger
 from colony.platform.messaging.consumer import Handler
 from colony.platform.runtime import ServiceContext
 from colony.platform.security import Actor
 from colony.services.catalog.api import CatalogApi, ListingCreated
-from colony.services.inventory.api import StockChanged, StockLevel
+from colony.services.inventory.api import (
+    Reservation,
+    ReservationLine,
+    StockAudit,
+    StockChanged,
+    StockLevel,
+)
+
+_log = get_logger("inventory")
+SWEEP_SECONDS = 1.0
+"""How often expired holds are released; an audit allows this much lateness (and 1 s more)."""
+MAX_RESERVATION_LINES = 100
 
 _COLUMNS = "listing_id, seller_id, available, reserved, sold, received, updated_at"
 
@@ -34,6 +49,16 @@ class InventoryService:
         self.db = ctx.db
         self.outbox = ctx.outbox
         self.catalog = ctx.client(CatalogApi)
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start_workers(self) -> None:
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="inventory-expiry")
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
 
     def subscriptions(self) -> dict[type[Any], Handler]:
         return {ListingCreated: self.on_listing_created}
@@ -148,3 +173,197 @@ class InventoryService:
                     available=level.available,
                 )
             return await self._apply(level, delta, "adjusted", reason.strip())
+
+    # --- reservations ---------------------------------------------------------------------
+
+    async def _reservation(self, reservation_id: str) -> Reservation | None:
+        row = await self.db.fetch_one(
+            "SELECT id, status, expires_at, created_at, updated_at FROM reservations WHERE id = ?",
+            (reservation_id,),
+        )
+        if row is None:
+            return None
+        lines = await self.db.fetch_all(
+            "SELECT listing_id, quantity FROM reservation_lines WHERE reservation_id = ?"
+            " ORDER BY listing_id",
+            (reservation_id,),
+        )
+        return Reservation(
+            id=row[0],
+            status=row[1],
+            lines=[ReservationLine(listing_id=line[0], quantity=line[1]) for line in lines],
+            expires_at=row[2],
+            created_at=row[3],
+            updated_at=row[4],
+        )
+
+    async def _move(self, lines: list[ReservationLine], source: str, target: str, why: str) -> None:
+        """Move units between two of available, reserved and sold, announcing the change."""
+        for line in lines:
+            await self.db.execute(
+                f"UPDATE stock SET {source} = {source} - ?, {target} = {target} + ?,"
+                " updated_at = ? WHERE listing_id = ?",
+                (line.quantity, line.quantity, utc_now_iso(), line.listing_id),
+            )
+            if "available" in (source, target):
+                row = await self.db.fetch_one(
+                    "SELECT seller_id, available FROM stock WHERE listing_id = ?",
+                    (line.listing_id,),
+                )
+                await self.outbox.add(
+                    StockChanged(
+                        listing_id=line.listing_id,
+                        seller_id=row[0],
+                        available=row[1],
+                        reason=why,
+                    ),
+                    key=line.listing_id,
+                )
+
+    async def _set_status(self, reservation_id: str, status: str) -> Reservation:
+        await self.db.execute(
+            "UPDATE reservations SET status = ?, updated_at = ? WHERE id = ?",
+            (status, utc_now_iso(), reservation_id),
+        )
+        reservation = await self._reservation(reservation_id)
+        assert reservation is not None
+        return reservation
+
+    async def reserve(
+        self, actor: Actor, reservation_id: str, lines: list[ReservationLine], ttl_seconds: float
+    ) -> Reservation:
+        actor.require("system")
+        if not lines or len(lines) > MAX_RESERVATION_LINES:
+            raise InvalidInput(f"A reservation holds 1 to {MAX_RESERVATION_LINES} lines.")
+        if len({line.listing_id for line in lines}) != len(lines):
+            raise InvalidInput("Each listing may appear once in a reservation.")
+        if not 1 <= ttl_seconds <= 86_400:
+            raise InvalidInput("A reservation lasts between 1 s and a day.")
+        async with self.db.transaction():
+            existing = await self._reservation(reservation_id)
+            if existing is not None:
+                return existing
+            short = []
+            for line in sorted(lines, key=lambda line: line.listing_id):
+                available = await self.db.fetch_value(
+                    "SELECT available FROM stock WHERE listing_id = ?", (line.listing_id,)
+                )
+                if (available or 0) < line.quantity:
+                    short.append({"listing_id": line.listing_id, "available": available or 0})
+            if short:
+                raise OutOfStock(
+                    "Not enough stock for " + ", ".join(item["listing_id"] for item in short) + ".",
+                    listings=short,
+                )
+            now = utc_now()
+            await self.db.execute(
+                "INSERT INTO reservations (id, status, expires_at, created_at, updated_at)"
+                " VALUES (?, 'held', ?, ?, ?)",
+                (
+                    reservation_id,
+                    (now + timedelta(seconds=ttl_seconds)).isoformat(timespec="microseconds"),
+                    now.isoformat(timespec="microseconds"),
+                    now.isoformat(timespec="microseconds"),
+                ),
+            )
+            await self.db.execute_many(
+                "INSERT INTO reservation_lines (reservation_id, listing_id, quantity)"
+                " VALUES (?, ?, ?)",
+                [(reservation_id, line.listing_id, line.quantity) for line in lines],
+            )
+            await self._move(lines, "available", "reserved", "reserved")
+            reservation = await self._reservation(reservation_id)
+            assert reservation is not None
+            return reservation
+
+    async def commit_reservation(self, actor: Actor, reservation_id: str) -> Reservation:
+        actor.require("system")
+        async with self.db.transaction():
+            reservation = await self._reservation(reservation_id)
+            if reservation is None:
+                raise NotFound("No such reservation.")
+            if reservation.status == "committed":
+                return reservation
+            if reservation.status != "held":
+                raise Conflict(f"The reservation was {reservation.status}; it cannot be sold.")
+            await self._move(reservation.lines, "reserved", "sold", "sold")
+            return await self._set_status(reservation_id, "committed")
+
+    async def release_reservation(self, actor: Actor, reservation_id: str) -> Reservation:
+        actor.require("system")
+        async with self.db.transaction():
+            reservation = await self._reservation(reservation_id)
+            if reservation is None:
+                # A tombstone: a reserve that arrives after its own compensation (a retry
+                # overtaken by a cancellation) must not hold stock that nobody will release.
+                now = utc_now_iso()
+                await self.db.execute(
+                    "INSERT INTO reservations (id, status, expires_at, created_at, updated_at)"
+                    " VALUES (?, 'released', ?, ?, ?)",
+                    (reservation_id, now, now, now),
+                )
+                return await self._set_status(reservation_id, "released")
+            if reservation.status == "held":
+                await self._move(reservation.lines, "reserved", "available", "released")
+                return await self._set_status(reservation_id, "released")
+            if reservation.status == "committed":
+                await self._move(reservation.lines, "sold", "available", "returned")
+                return await self._set_status(reservation_id, "returned")
+            return reservation
+
+    async def get_reservation(self, actor: Actor, reservation_id: str) -> Reservation:
+        actor.require("system")
+        reservation = await self._reservation(reservation_id)
+        if reservation is None:
+            raise NotFound("No such reservation.")
+        return reservation
+
+    async def expire_reservations(self) -> int:
+        """Release every hold past its expiry; returns how many."""
+        now = utc_now_iso()
+        expired = await self.db.fetch_all(
+            "SELECT id FROM reservations WHERE status = 'held' AND expires_at < ? LIMIT 500",
+            (now,),
+        )
+        for (reservation_id,) in expired:
+            async with self.db.transaction():
+                reservation = await self._reservation(reservation_id)
+                if reservation is None or reservation.status != "held":
+                    continue  # committed or released meanwhile
+                await self._move(reservation.lines, "reserved", "available", "expired")
+                await self._set_status(reservation_id, "expired")
+        return len(expired)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                await self.expire_reservations()
+            except Exception:
+                _log.exception("expiring reservations failed; will retry")
+            await asyncio.sleep(SWEEP_SECONDS)
+
+    async def audit(self, actor: Actor) -> StockAudit:
+        actor.require("system")
+        listings = await self.db.fetch_value("SELECT count(*) FROM stock")
+        unbalanced = await self.db.fetch_all(
+            "SELECT listing_id FROM stock WHERE available + reserved + sold != received"
+            " OR available < 0 OR reserved < 0 OR sold < 0"
+        )
+        reserved = await self.db.fetch_value("SELECT coalesce(sum(reserved), 0) FROM stock")
+        held = await self.db.fetch_value(
+            "SELECT coalesce(sum(l.quantity), 0) FROM reservation_lines l"
+            " JOIN reservations r ON r.id = l.reservation_id WHERE r.status = 'held'"
+        )
+        grace = (utc_now() - timedelta(seconds=SWEEP_SECONDS + 1)).isoformat(
+            timespec="microseconds"
+        )
+        overdue = await self.db.fetch_all(
+            "SELECT id FROM reservations WHERE status = 'held' AND expires_at < ?", (grace,)
+        )
+        return StockAudit(
+            listings=int(listings or 0),
+            unbalanced=[row[0] for row in unbalanced],
+            reserved_units=int(reserved),
+            held_units=int(held),
+            overdue_holds=[row[0] for row in overdue],
+        )

@@ -1,0 +1,373 @@
+"""The saga engine: runs sagas step by step, durably, and turns them round when a step fails.
+
+Each transition (a step done, a step compensated, the end) is one transaction on the owner's
+database: the saga's row and whatever the owner records with it (its events, its outbox). A
+process that dies mid-saga leaves the row where the last transition put it; whoever holds the
+lease next (the same instance after a restart at once, another after ``lease_seconds``) runs
+the saga on from there. Steps are idempotent, so repeating the one in flight is safe.
+
+Written here rather than taken from a workflow library: the transition has to share a
+transaction with the owner's event store and outbox, which such libraries keep in their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+from colony.platform.clock import utc_now, utc_now_iso
+from colony.platform.logging import get_logger
+from colony.platform.saga.definition import SagaDefinition, SagaHooks, Step, describe
+from colony.platform.storage import Database
+
+S = TypeVar("S")
+_log = get_logger("saga")
+_OPEN = ("running", "compensating")
+
+
+class LeaseLost(Exception):
+    """Another instance took the saga over (this one was presumed dead)."""
+
+
+@dataclass(frozen=True)
+class SagaPolicy:
+    step_timeout: float = 5.0
+    """Deadline of one attempt of one step."""
+    attempts: int = 5
+    """Attempts of a step that fails transiently before the saga turns round."""
+    deadline: float = 600.0
+    """From begin to the end of the forward steps; past it the saga turns round."""
+    lease_seconds: float = 30.0
+    poll_seconds: float = 1.0
+    concurrency: int = 512
+    """Sagas running at once in this process: a bulkhead, so a slow dependency cannot
+    take every task the process has."""
+    backoff_initial: float = 0.05
+    backoff_max: float = 2.0
+
+
+@dataclass
+class SagaRecord(Generic[S]):
+    id: str
+    status: str
+    step: int
+    state: S
+    reason: str | None
+    cancel_requested: str | None
+    deadline_at: str
+
+
+def _iso(seconds_from_now: float) -> str:
+    return (utc_now() + timedelta(seconds=seconds_from_now)).isoformat(timespec="microseconds")
+
+
+class SagaEngine(Generic[S]):
+    def __init__(
+        self,
+        db: Database,
+        definition: SagaDefinition[S],
+        hooks: SagaHooks[S],
+        owner: str,
+        policy: SagaPolicy | None = None,
+    ) -> None:
+        self.db = db
+        self.definition = definition
+        self.hooks = hooks
+        self.owner = owner
+        self.policy = policy or SagaPolicy()
+        self._bulkhead = asyncio.Semaphore(self.policy.concurrency)
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._poller: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._encode = msgspec.json.Encoder().encode
+        self._decoder = msgspec.json.Decoder(definition.state_type)
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._stopping = False
+        self._poller = asyncio.create_task(
+            self._poll_forever(), name=f"saga-{self.definition.kind}"
+        )
+
+    async def stop(self) -> None:
+        self._stopping = True
+        tasks = [t for t in [self._poller, *self._tasks.values()] if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._poller = None
+        self._tasks.clear()
+
+    async def idle(self) -> None:
+        """Wait until no saga runs in this process (tests and benchmarks)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+
+    async def settled(self, saga_id: str) -> None:
+        """Wait for the saga if it runs in this process (an answer to a person waiting)."""
+        task = self._tasks.get(saga_id)
+        if task is not None:
+            await asyncio.wait([task])
+
+    # --- what owners call -----------------------------------------------------------------
+
+    async def begin(self, saga_id: str, state: S, deadline_seconds: float | None = None) -> str:
+        """Record a new saga, inside the caller's transaction; it runs once that commits.
+        Returns its deadline."""
+        now = utc_now_iso()
+        deadline = _iso(deadline_seconds or self.policy.deadline)
+        await self.db.execute(
+            "INSERT INTO saga_instances (id, kind, status, step, state, deadline_at,"
+            " next_attempt_at, lease_owner, lease_until, created_at, updated_at)"
+            " VALUES (?, ?, 'running', 0, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                saga_id,
+                self.definition.kind,
+                self._encode(state),
+                deadline,
+                now,
+                self.owner,
+                _iso(self.policy.lease_seconds),
+                now,
+                now,
+            ),
+        )
+        self.db.after_commit(lambda: self._spawn(saga_id))
+        return deadline
+
+    async def request_cancel(self, saga_id: str, reason: str) -> bool:
+        """Ask a running saga to turn round at its next step; False if it is past that."""
+        changed = await self.db.execute(
+            "UPDATE saga_instances SET cancel_requested = ?, updated_at = ?"
+            " WHERE id = ? AND status = 'running'",
+            (reason, utc_now_iso(), saga_id),
+        )
+        return changed > 0
+
+    async def load(self, saga_id: str) -> SagaRecord[S] | None:
+        row = await self.db.fetch_one(
+            "SELECT id, status, step, state, reason, cancel_requested, deadline_at"
+            " FROM saga_instances WHERE id = ?",
+            (saga_id,),
+        )
+        if row is None:
+            return None
+        return SagaRecord(
+            id=row[0],
+            status=row[1],
+            step=row[2],
+            state=self._decoder.decode(row[3]),
+            reason=row[4],
+            cancel_requested=row[5],
+            deadline_at=row[6],
+        )
+
+    async def overdue(self) -> list[str]:
+        """Sagas still open past their deadline (plus a lease, to let a takeover happen)."""
+        rows = await self.db.fetch_all(
+            "SELECT id FROM saga_instances WHERE kind = ? AND status IN ('running',"
+            " 'compensating') AND deadline_at < ?",
+            (self.definition.kind, _iso(-self.policy.lease_seconds)),
+        )
+        return [row[0] for row in rows]
+
+    # --- running --------------------------------------------------------------------------
+
+    def _spawn(self, saga_id: str) -> None:
+        if self._stopping or saga_id in self._tasks:
+            return
+        task = asyncio.create_task(self._run(saga_id), name=f"saga:{saga_id}")
+        self._tasks[saga_id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(saga_id, None))
+
+    async def _poll_forever(self) -> None:
+        while True:
+            try:
+                for saga_id in await self._claimable():
+                    self._spawn(saga_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                _log.exception("looking for sagas to resume failed; will retry")
+            await asyncio.sleep(self.policy.poll_seconds)
+
+    async def _claimable(self) -> list[str]:
+        rows = await self.db.fetch_all(
+            "SELECT id FROM saga_instances WHERE kind = ? AND status IN ('running',"
+            " 'compensating') AND next_attempt_at <= ? AND (lease_owner = ?"
+            " OR lease_until IS NULL OR lease_until < ?) LIMIT 500",
+            (self.definition.kind, utc_now_iso(), self.owner, utc_now_iso()),
+        )
+        return [row[0] for row in rows if row[0] not in self._tasks]
+
+    async def _claim(self, saga_id: str) -> bool:
+        now = utc_now_iso()
+        claimed = await self.db.execute(
+            "UPDATE saga_instances SET lease_owner = ?, lease_until = ?"
+            " WHERE id = ? AND status IN ('running', 'compensating') AND (lease_owner = ?"
+            " OR lease_until IS NULL OR lease_until < ?)",
+            (self.owner, _iso(self.policy.lease_seconds), saga_id, self.owner, now),
+        )
+        return claimed > 0
+
+    async def _record(self, saga: SagaRecord[S], status: str, step: int, **columns: Any) -> None:
+        """Write the saga's new position; call inside the transition's transaction."""
+        sets = "".join(f", {name} = ?" for name in columns)
+        changed = await self.db.execute(
+            f"UPDATE saga_instances SET status = ?, step = ?, state = ?, attempts = 0,"
+            f" lease_until = ?, updated_at = ?{sets} WHERE id = ? AND lease_owner = ?",
+            (
+                status,
+                step,
+                self._encode(saga.state),
+                _iso(self.policy.lease_seconds),
+                utc_now_iso(),
+                *columns.values(),
+                saga.id,
+                self.owner,
+            ),
+        )
+        if not changed:
+            raise LeaseLost(saga.id)
+        saga.status, saga.step = status, step
+
+    async def _run(self, saga_id: str) -> None:
+        async with self._bulkhead:
+            if not await self._claim(saga_id):
+                return
+            saga = await self.load(saga_id)
+            if saga is None:
+                return
+            try:
+                if saga.status == "running":
+                    await self._forward(saga)
+                if saga.status == "compensating":
+                    await self._backward(saga)
+            except LeaseLost:
+                _log.warning("saga taken over by another instance", saga=saga_id)
+
+    async def _forward(self, saga: SagaRecord[S]) -> None:
+        steps = self.definition.steps
+        while saga.step < len(steps):
+            step = steps[saga.step]
+            saga.cancel_requested = await self.db.fetch_value(
+                "SELECT cancel_requested FROM saga_instances WHERE id = ?", (saga.id,)
+            )
+            if saga.cancel_requested:
+                return await self._turn_round(saga, step.name, saga.cancel_requested)
+            if saga.deadline_at < utc_now_iso():
+                return await self._turn_round(saga, step.name, "The checkout ran out of time.")
+            try:
+                result = await self._attempt(saga, step)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not step.critical:
+                    async with self.db.transaction():
+                        await self._record(saga, "running", saga.step + 1)
+                        await self.hooks.step_skipped(saga.id, step.name, describe(exc), saga.state)
+                    _log.warning("saga step skipped", saga=saga.id, step=step.name, error=repr(exc))
+                    continue
+                return await self._turn_round(saga, step.name, describe(exc))
+            if result is not None:
+                saga.state = result
+            async with self.db.transaction():
+                await self._record(saga, "running", saga.step + 1)
+                await self.hooks.step_completed(saga.id, step.name, saga.state)
+        async with self.db.transaction():
+            await self._record(saga, "completed", saga.step)
+            await self.hooks.completed(saga.id, saga.state)
+
+    async def _attempt(self, saga: SagaRecord[S], step: Step[S]) -> S | None:
+        """The step's action, each attempt under its deadline, transient failures retried
+        with exponential backoff and full jitter."""
+        policy = self.policy
+        if step.persistent:
+            return await self._until_done(saga, step.name, step.action)  # type: ignore[no-any-return]
+        for attempt in range(1, policy.attempts + 1):
+            try:
+                async with asyncio.timeout(policy.step_timeout):
+                    return await step.action(saga.state)
+            except self.definition.transient as exc:
+                if attempt == policy.attempts:
+                    raise
+                _log.info("saga step retried", saga=saga.id, step=step.name, error=repr(exc))
+                await self._pause(attempt)
+                await self._renew(saga.id)
+        raise AssertionError("unreachable")
+
+    async def _pause(self, attempt: int) -> None:
+        ceiling = min(self.policy.backoff_max, self.policy.backoff_initial * 2 ** (attempt - 1))
+        await asyncio.sleep(random.uniform(0, ceiling))
+
+    async def _renew(self, saga_id: str) -> None:
+        renewed = await self.db.execute(
+            "UPDATE saga_instances SET lease_until = ? WHERE id = ? AND lease_owner = ?",
+            (_iso(self.policy.lease_seconds), saga_id, self.owner),
+        )
+        if not renewed:
+            raise LeaseLost(saga_id)
+
+    async def _turn_round(self, saga: SagaRecord[S], step_name: str, reason: str) -> None:
+        async with self.db.transaction():
+            # The failed step is compensated too: a failure may have had its effect (a
+            # timeout after the provider charged), and compensations undo nothing gracefully.
+            await self._record(
+                saga, "compensating", saga.step, reason=reason, failed_step=step_name
+            )
+            await self.hooks.failed(saga.id, step_name, reason, saga.state)
+        saga.reason = reason
+        _log.info("saga turning round", saga=saga.id, step=step_name, reason=reason)
+
+    async def _backward(self, saga: SagaRecord[S]) -> None:
+        steps = self.definition.steps
+        reason = saga.reason or "cancelled"
+        while saga.step >= 0:
+            step = steps[min(saga.step, len(steps) - 1)]
+            if step.compensation is not None:
+                await self._compensate(saga, step)
+            async with self.db.transaction():
+                await self._record(saga, "compensating", saga.step - 1)
+                if step.compensation is not None:
+                    await self.hooks.step_compensated(saga.id, step.name, saga.state)
+        async with self.db.transaction():
+            await self._record(saga, "cancelled", 0)
+            await self.hooks.cancelled(saga.id, reason, saga.state)
+
+    async def _compensate(self, saga: SagaRecord[S], step: Step[S]) -> None:
+        assert step.compensation is not None
+        await self._until_done(saga, step.name, step.compensation)
+
+    async def _until_done(
+        self, saga: SagaRecord[S], name: str, work: Callable[[S], Awaitable[Any]]
+    ) -> Any:
+        """Retried until it succeeds: a compensation cannot be given up on, only delayed.
+        A saga stuck here is what ``verify`` reports as short of a terminal state."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with asyncio.timeout(self.policy.step_timeout):
+                    return await work(saga.state)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                _log.warning(
+                    "compensation failed; retrying",
+                    saga=saga.id,
+                    step=name,
+                    attempt=attempt,
+                    error=repr(exc),
+                )
+                await self._pause(min(attempt, 10))
+                await self._renew(saga.id)

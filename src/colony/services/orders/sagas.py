@@ -1,0 +1,181 @@
+"""The orders' sagas: checkout, a buyer's cancellation after checkout, and a seller's refund.
+
+Each step calls one service with the order's id as the idempotency handle, so a step repeated
+after a crash or a retry has its effect once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgspec
+
+from colony.platform.errors import Conflict
+from colony.platform.saga import SagaDefinition, Step
+from colony.platform.security import Actor
+from colony.services.cart.api import CartApi, PurchasedLine
+from colony.services.catalog.api import CatalogApi
+from colony.services.delivery.api import Address, DeliveryApi, ShipmentLine, ShipmentRequest
+from colony.services.inventory.api import InventoryApi, ReservationLine
+from colony.services.orders.api import OrderLine
+from colony.services.payments.api import PaymentsApi
+
+SYSTEM = Actor.system("orders")
+
+
+class CheckoutState(msgspec.Struct, kw_only=True):
+    order_id: str
+    buyer_id: str
+    lines: list[OrderLine]
+    total_minor: int
+    currency: str
+    address: Address
+    card_number: str | None
+    """Kept only until the payment is authorized."""
+    shipment_ids: list[str] = msgspec.field(default_factory=list)
+
+
+class CancellationState(msgspec.Struct, kw_only=True):
+    order_id: str
+    buyer_id: str
+    reason: str
+
+
+class RefundState(msgspec.Struct, kw_only=True):
+    order_id: str
+    seller_id: str
+    reason: str
+    """A refund is of the seller's whole part: what the order records is that part, less
+    what it recorded as refunded before, however often the step ran."""
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    catalog: CatalogApi
+    inventory: InventoryApi
+    payments: PaymentsApi
+    delivery: DeliveryApi
+    cart: CartApi
+    reservation_ttl_seconds: float
+
+
+def checkout_saga(deps: Dependencies) -> SagaDefinition[CheckoutState]:
+    async def validate(state: CheckoutState) -> None:
+        listings = {
+            listing.id: listing
+            for listing in await deps.catalog.get_listings([x.listing_id for x in state.lines])
+        }
+        for line in state.lines:
+            listing = listings.get(line.listing_id)
+            if listing is None or listing.status != "active":
+                raise Conflict(f"{line.title} is no longer for sale.")
+            if listing.price_minor != line.unit_price_minor or listing.currency != state.currency:
+                raise Conflict(f"The price of {line.title} changed; please check out again.")
+
+    async def reserve(state: CheckoutState) -> None:
+        lines = [ReservationLine(listing_id=x.listing_id, quantity=x.quantity) for x in state.lines]
+        reservation = await deps.inventory.reserve(
+            SYSTEM, state.order_id, lines, deps.reservation_ttl_seconds
+        )
+        if reservation.status != "held":
+            raise Conflict(f"The stock reservation was {reservation.status}.")
+
+    async def release(state: CheckoutState) -> None:
+        await deps.inventory.release_reservation(SYSTEM, state.order_id)
+
+    async def authorize(state: CheckoutState) -> CheckoutState:
+        shares: dict[str, int] = {}
+        for line in state.lines:
+            shares[line.seller_id] = shares.get(line.seller_id, 0) + line.line_total_minor
+        await deps.payments.authorize(
+            SYSTEM,
+            state.order_id,
+            state.buyer_id,
+            state.total_minor,
+            state.currency,
+            state.card_number or "",
+            shares,
+        )
+        state.card_number = None
+        return state
+
+    async def void(state: CheckoutState) -> None:
+        await deps.payments.void(SYSTEM, state.order_id)
+
+    async def create_shipments(state: CheckoutState) -> CheckoutState:
+        by_seller: dict[str, list[ShipmentLine]] = {}
+        for line in state.lines:
+            by_seller.setdefault(line.seller_id, []).append(
+                ShipmentLine(listing_id=line.listing_id, title=line.title, quantity=line.quantity)
+            )
+        shipments = await deps.delivery.create_shipments(
+            SYSTEM,
+            state.order_id,
+            state.buyer_id,
+            state.address,
+            [ShipmentRequest(seller_id=s, lines=lines) for s, lines in sorted(by_seller.items())],
+        )
+        state.shipment_ids = [shipment.id for shipment in shipments]
+        return state
+
+    async def cancel_shipments(state: CheckoutState) -> None:
+        await deps.delivery.cancel_shipments(SYSTEM, state.order_id)
+
+    async def capture(state: CheckoutState) -> None:
+        await deps.payments.capture(SYSTEM, state.order_id)
+
+    async def confirm(state: CheckoutState) -> None:
+        await deps.inventory.commit_reservation(SYSTEM, state.order_id)
+
+    async def clear_cart(state: CheckoutState) -> None:
+        purchased = [
+            PurchasedLine(listing_id=x.listing_id, quantity=x.quantity) for x in state.lines
+        ]
+        await deps.cart.remove_purchased(SYSTEM, state.buyer_id, state.order_id, purchased)
+
+    return SagaDefinition(
+        "checkout",
+        CheckoutState,
+        [
+            Step("validate", validate),
+            Step("reserve_stock", reserve, release),
+            Step("authorize_payment", authorize, void),
+            Step("create_shipments", create_shipments, cancel_shipments),
+            # void refunds a captured payment: the compensation of a capture.
+            Step("capture_payment", capture, void),
+            Step("confirm", confirm),
+            # The order is paid and confirmed; a cart that cannot be tidied does not undo it.
+            Step("clear_cart", clear_cart, critical=False),
+        ],
+    )
+
+
+def cancellation_saga(deps: Dependencies) -> SagaDefinition[CancellationState]:
+    """A buyer cancels a completed order: refused (the saga ends cancelled) if a shipment has
+    been picked up; once the shipments are cancelled there is no way back, only forward."""
+
+    async def cancel_shipments(state: CancellationState) -> None:
+        await deps.delivery.cancel_shipments(SYSTEM, state.order_id)
+
+    async def refund(state: CancellationState) -> None:
+        await deps.payments.refund(SYSTEM, state.order_id, None, state.reason)
+
+    async def restock(state: CancellationState) -> None:
+        await deps.inventory.release_reservation(SYSTEM, state.order_id)
+
+    return SagaDefinition(
+        "cancellation",
+        CancellationState,
+        [
+            Step("cancel_shipments", cancel_shipments),
+            Step("refund_payment", refund, persistent=True),
+            Step("return_stock", restock, persistent=True),
+        ],
+    )
+
+
+def refund_saga(deps: Dependencies) -> SagaDefinition[RefundState]:
+    async def refund(state: RefundState) -> None:
+        await deps.payments.refund(SYSTEM, state.order_id, state.seller_id, state.reason)
+
+    return SagaDefinition("refund", RefundState, [Step("refund", refund, persistent=True)])

@@ -1,0 +1,200 @@
+"""A small client for the payment provider's HTTP API.
+
+The provider is a third party, so payments speaks to it over HTTP with wire structs of its
+own rather than importing the simulator. Every failure is sorted into what it tells us about
+the request's effect, because that is what the caller must act on:
+
+- :class:`ProviderUnavailable`: the request certainly had no effect (nothing could be sent,
+  or the provider answered 500/503 before acting). Retrying is safe and nothing is recorded.
+- :class:`OutcomeUnknown`: the request may or may not have taken effect (a timeout, a
+  connection lost after sending, a 502/504). Only asking the provider about the
+  Idempotency-Key, or repeating the request with the same key, settles it.
+- :class:`ProviderRefused`: a 4xx answer; the provider refused and did nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import aiohttp
+import msgspec
+
+IntentStatus = Literal["authorized", "declined", "captured", "voided", "refunded"]
+
+_encode = msgspec.json.Encoder().encode
+_problem = msgspec.json.Decoder(dict[str, Any])
+# Statuses after which the provider may have acted: a proxy or gateway gave up waiting.
+_AMBIGUOUS_STATUSES = frozenset({502, 504})
+
+
+class Intent(msgspec.Struct, frozen=True, kw_only=True):
+    """A payment intent as the provider reports it (fields we do not use are ignored)."""
+
+    id: str
+    status: IntentStatus
+    amount: int
+    currency: str
+    captured_amount: int
+    refunded_amount: int
+    decline_code: str | None = None
+    card_last4: str
+    idempotency_key: str
+
+
+class Refund(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    payment_intent: str
+    amount: int
+    currency: str
+
+
+class _AuthorizeBody(msgspec.Struct, frozen=True, kw_only=True):
+    # Field order is fixed, so a retry sends the same bytes and the provider replays it.
+    amount: int
+    currency: str
+    card_number: str
+    metadata: dict[str, str]
+
+
+class _RefundBody(msgspec.Struct, frozen=True, kw_only=True):
+    amount: int
+
+
+class ProviderError(Exception):
+    pass
+
+
+class ProviderUnavailable(ProviderError):
+    """The request had no effect; retrying it is safe."""
+
+
+class OutcomeUnknown(ProviderError):
+    """The request may have taken effect; never assume either way."""
+
+
+class ProviderRefused(ProviderError):
+    """A 4xx answer: the provider did nothing."""
+
+    def __init__(self, status: int, slug: str, detail: str) -> None:
+        super().__init__(f"{status} {slug}: {detail}")
+        self.status = status
+        self.slug = slug
+        self.detail = detail
+
+
+_intent_decoder = msgspec.json.Decoder(Intent)
+_refund_decoder = msgspec.json.Decoder(Refund)
+
+
+class ProviderClient:
+    """One keep-alive session, made on first use (inside the running loop)."""
+
+    def __init__(self, base_url: str, timeout_seconds: float) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=64, keepalive_timeout=30)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        key: str | None = None,
+        params: dict[str, str] | None = None,
+    ) -> tuple[int, bytes]:
+        headers = {}
+        if body is not None:
+            headers["content-type"] = "application/json"
+        if key is not None:
+            headers["idempotency-key"] = key
+        try:
+            async with self._http().request(
+                method, self.base_url + path, data=body, headers=headers, params=params
+            ) as response:
+                return response.status, await response.read()
+        except aiohttp.ClientConnectorError as exc:
+            # Refused or unresolvable before anything was sent.
+            raise ProviderUnavailable(f"cannot reach the payment provider: {exc}") from exc
+        except TimeoutError as exc:
+            raise OutcomeUnknown("the payment provider did not answer in time") from exc
+        except aiohttp.ClientError as exc:
+            # The request may have reached the provider before the connection broke.
+            raise OutcomeUnknown(f"the connection to the payment provider broke: {exc}") from exc
+
+    async def _send(self, method: str, path: str, **kwargs: Any) -> bytes:
+        status, payload = await self._call(method, path, **kwargs)
+        if status < 400:
+            return payload
+        if status in _AMBIGUOUS_STATUSES:
+            raise OutcomeUnknown(f"the payment provider answered {status}")
+        if status >= 500:
+            raise ProviderUnavailable(f"the payment provider answered {status}")
+        try:
+            problem = _problem.decode(payload)
+        except msgspec.DecodeError:
+            problem = {}
+        slug = str(problem.get("type", "")).rsplit("/", 1)[-1]
+        raise ProviderRefused(status, slug, str(problem.get("detail", "")))
+
+    async def authorize(
+        self, key: str, amount: int, currency: str, card_number: str, metadata: dict[str, str]
+    ) -> Intent:
+        body = _encode(
+            _AuthorizeBody(
+                amount=amount, currency=currency, card_number=card_number, metadata=metadata
+            )
+        )
+        payload = await self._send("POST", "/v1/payment_intents", body=body, key=key)
+        return _intent_decoder.decode(payload)
+
+    async def find_by_key(self, key: str) -> Intent | None:
+        """The intent an authorization with ``key`` created; None if it never took effect."""
+        try:
+            payload = await self._send(
+                "GET", "/v1/payment_intents", params={"idempotency_key": key}
+            )
+        except ProviderRefused as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return _intent_decoder.decode(payload)
+
+    async def get(self, intent_id: str) -> Intent | None:
+        try:
+            payload = await self._send("GET", f"/v1/payment_intents/{intent_id}")
+        except ProviderRefused as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return _intent_decoder.decode(payload)
+
+    async def capture(self, intent_id: str, key: str) -> Intent:
+        payload = await self._send(
+            "POST", f"/v1/payment_intents/{intent_id}/capture", body=b"{}", key=key
+        )
+        return _intent_decoder.decode(payload)
+
+    async def void(self, intent_id: str, key: str) -> Intent:
+        payload = await self._send("POST", f"/v1/payment_intents/{intent_id}/void", key=key)
+        return _intent_decoder.decode(payload)
+
+    async def refund(self, intent_id: str, key: str, amount: int) -> Refund:
+        payload = await self._send(
+            "POST",
+            f"/v1/payment_intents/{intent_id}/refunds",
+            body=_encode(_RefundBody(amount=amount)),
+            key=key,
+        )
+        return _refund_decoder.decode(payload)
