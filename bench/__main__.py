@@ -1,4 +1,4 @@
-"""``make bench``: the browse benchmark, start-up time and idle memory, in one run.
+"""``make bench``: browse, checkout, start-up time and idle memory, in one run.
 
 Reproduce with ``make bench`` (or ``.venv/bin/python -m bench --help``). Figures are medians of
 the repeated runs; the bare-Starlette ratio is measured in the same run on the same server.
@@ -28,6 +28,8 @@ BROWSE_BAR_RPS = 5000
 BROWSE_BAR_P99_MS = 50
 STARTUP_BAR_S = 3.0
 RSS_BAR_MB = 300
+CHECKOUT_BAR_OPS = 300
+CHECKOUT_BAR_P99_MS = 100
 
 
 def wrk(url: str, seconds: int, connections: int, script: Path | None = None) -> dict:
@@ -115,8 +117,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="length of each load run")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--runs", type=int, default=3, help="load runs per configuration")
+    parser.add_argument("--orders", type=int, default=3000, help="orders in the checkout run")
+    parser.add_argument("--checkout-concurrency", type=int, default=64)
+    parser.add_argument("--latency-seconds", type=int, default=10)
+    parser.add_argument("--only", choices=("all", "browse", "checkout"), default="all")
+    parser.add_argument(
+        "--no-profile", action="store_true", help="skip py-spy on the checkout throughput run"
+    )
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
+    if args.only != "checkout" and shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: install it from the OS packages (apt-get install wrk).")
 
     results: dict = {
@@ -136,6 +145,12 @@ def main() -> None:
             env={**os.environ, "COLONY_DATA_DIR": str(data_dir), "COLONY_LOG_LEVEL": "warning"},
             stdout=subprocess.DEVNULL,
         )
+
+        if args.only in ("all", "checkout"):
+            results["checkout"] = checkout_run(data_dir, args)
+        if args.only == "checkout":
+            report(results)
+            return
 
         startups, rss = [], []
         for _ in range(3):
@@ -179,6 +194,47 @@ def main() -> None:
     report(results)
 
 
+def checkout_run(data_dir: Path, args: argparse.Namespace) -> dict:
+    """The checkout workload against ``colony up`` (one process), the provider beside it.
+
+    Buyers' accounts use the fast password hash: registering thousands is set-up, not what
+    is measured."""
+    from bench import checkout
+
+    print("Checkout…", flush=True)
+    port = free_port()
+    process, _ = start_marketplace(
+        data_dir,
+        port,
+        COLONY_PASSWORD_HASH_COST="fast",
+        COLONY_PAYMENT_PROVIDER_URL=f"http://127.0.0.1:{free_port()}",
+        COLONY_SMTP_PORT=str(free_port()),
+        COLONY_MAIL_SINK_HTTP_PORT=str(free_port()),
+    )
+    profiler = None
+    if not args.no_profile and (BIN / "py-spy").exists():
+        out = HERE / "results"
+        out.mkdir(exist_ok=True)
+        profiler = checkout.Profiler(process.pid, out / "checkout-profile.txt")
+    try:
+        measured = checkout.run_sync(
+            f"http://127.0.0.1:{port}",
+            data_dir,
+            args.orders,
+            args.checkout_concurrency,
+            args.latency_seconds,
+            profiler,
+        )
+    finally:
+        stop(process)
+    if profiler is not None:
+        measured["profile"] = profiler.summary()
+        print("Where the server's time went (share of samples, py-spy):")
+        for name, pct in measured["profile"]["inclusive_pct"]:
+            print(f"  {pct:5.1f}%  {name}")
+    return measured
+
+
 def _median(runs: list[dict]) -> dict:
     return {
         "rps": round(statistics.median(r["rps"] for r in runs), 1),
@@ -190,8 +246,34 @@ def _median(runs: list[dict]) -> dict:
 
 
 def report(results: dict) -> None:
+    rows = []
+    if "checkout" in results:
+        throughput = results["checkout"]["throughput"]
+        latency = results["checkout"]["latency"]
+        rows += [
+            (
+                "checkout: completed orders/s (3-item carts)",
+                f"{throughput['completed_per_s']:,.0f} orders/s of {throughput['orders']:,}"
+                f" {throughput['outcomes']}",
+                f">= {CHECKOUT_BAR_OPS} orders/s",
+                throughput["completed_per_s"] >= CHECKOUT_BAR_OPS
+                and throughput["outcomes"].get("completed") == throughput["orders"],
+            ),
+            (
+                f"checkout POST at {latency['rate_per_s']:.0f} orders/s (half rate)",
+                f"p50 {latency['post_p50_ms']} ms, p99 {latency['post_p99_ms']} ms",
+                f"p99 < {CHECKOUT_BAR_P99_MS} ms",
+                latency["post_p99_ms"] < CHECKOUT_BAR_P99_MS,
+            ),
+        ]
+    if "browse" in results:
+        rows += _browse_rows(results)
+    _print(rows, results)
+
+
+def _browse_rows(results: dict) -> list:
     browse, hello = results["browse"], results["starlette_hello"]
-    rows = [
+    return [
         (
             "browse (search q + category, 20/page, cached)",
             f"{browse['rps']:,.0f} req/s, p50 {browse['p50_ms']} ms, p99 {browse['p99_ms']} ms",
@@ -226,12 +308,15 @@ def report(results: dict) -> None:
             results["idle_rss_mb"] < RSS_BAR_MB,
         ),
     ]
+
+
+def _print(rows: list, results: dict) -> None:
     print()
     for name, value, bar, ok in rows:
         print(f"{'PASS' if ok else 'MISS'}  {name:<48} {value:<44} {bar}")
     out = HERE / "results"
     out.mkdir(exist_ok=True)
-    path = out / f"browse-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path = out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(results, indent=2))
     print(f"\nWritten to {path}")
 

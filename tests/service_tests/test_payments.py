@@ -195,6 +195,8 @@ async def test_an_outage_stores_nothing_and_a_retry_works(world):
         await world.authorize(order)
     with pytest.raises(NotFound):
         await world.payments.get_payment(SYSTEM, order)
+    # Nothing can have happened, so the saga's compensation needs no provider.
+    assert await world.payments.void(SYSTEM, order) is None
     await world.behave()
     assert (await world.authorize(order)).status == "authorized"
     await world.behave(outage=True)
@@ -300,6 +302,7 @@ async def test_void_releases_an_authorization_whose_answer_was_lost(tmp_path):
         with pytest.raises(ServiceUnavailable):
             await w.authorize(order)  # the card is held, but payments could not tell
         await w.behave()
+        assert (await w.payments.audit(SYSTEM)).open_authorizations == [order]
         assert await w.payments.void(SYSTEM, order) is None  # the saga's compensation
         held = await w.admin.get(
             "/v1/payment_intents", params={"idempotency_key": f"colony-{order}-authorize"}
@@ -307,6 +310,9 @@ async def test_void_releases_an_authorization_whose_answer_was_lost(tmp_path):
         assert held.json()["status"] == "voided"
         assert await w.payments.void(SYSTEM, order) is None
         assert (await w.stats())["voids"] == 1
+        assert (await w.payments.audit(SYSTEM)).open_authorizations == []
+        with pytest.raises(Conflict):
+            await w.authorize(order)  # the provider would replay a stale "authorized"
 
 
 # Void and refund

@@ -6,10 +6,12 @@ verify them without a call per request.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Literal
 
 import jwt
 import msgspec
+from cachetools import LRUCache
 
 from colony.platform.errors import Forbidden, Unauthorized
 
@@ -49,12 +51,16 @@ class TokenVerifier:
 
     def __init__(self) -> None:
         self._keys: dict[str, Any] = {}
+        # Verifying an EdDSA signature is the costliest part of a request that needs no
+        # other work; a token once verified stays valid until it expires (or keys change).
+        self._verified: LRUCache[str, tuple[Actor, float]] = LRUCache(maxsize=20_000)
 
     def load_jwks(self, jwks: dict[str, Any]) -> None:
         keys = {}
         for jwk in jwks.get("keys", []):
             keys[jwk["kid"]] = jwt.PyJWK.from_dict(jwk).key
         self._keys = keys
+        self._verified.clear()
 
     def knows(self, token: str) -> bool:
         try:
@@ -63,6 +69,14 @@ class TokenVerifier:
             return True  # malformed: verify() will say why
 
     def verify(self, token: str) -> Actor:
+        known = self._verified.get(token)
+        if known is not None and known[1] > time.time():
+            return known[0]
+        actor, expires = self._verify(token)
+        self._verified[token] = (actor, expires)
+        return actor
+
+    def _verify(self, token: str) -> tuple[Actor, float]:
         try:
             kid = jwt.get_unverified_header(token).get("kid")
             key = self._keys.get(kid)
@@ -83,4 +97,4 @@ class TokenVerifier:
         role = claims.get("role")
         if role not in ("buyer", "seller", "admin"):
             raise Unauthorized("The token names no known role.")
-        return Actor(id=str(claims["sub"]), role=role)
+        return Actor(id=str(claims["sub"]), role=role), float(claims["exp"])

@@ -29,6 +29,9 @@ class Step(Generic[S]):
     """A non-critical step that keeps failing is logged and skipped, not compensated."""
     persistent: bool = False
     """Past the point of no return: retried, whatever it raises, until it succeeds."""
+    checkpoint: bool = True
+    """Record the saga's progress once this step is done. Without, progress is recorded with
+    a later step's (fewer transactions); a crash in between repeats the steps since."""
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,9 @@ class SagaRecord(Generic[S]):
     reason: str | None
     cancel_requested: str | None
     deadline_at: str
+    furthest: int = -1
+    """The furthest step that may have run: steps past the last checkpoint leave no trace
+    if the process dies, so a resumed saga assumes every step may have."""
 
 
 def _iso(seconds_from_now: float) -> str:
@@ -84,6 +87,7 @@ class SagaEngine(Generic[S]):
         self.policy = policy or SagaPolicy()
         self._bulkhead = asyncio.Semaphore(self.policy.concurrency)
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._cancel_requests: dict[str, str] = {}
         self._poller: asyncio.Task[None] | None = None
         self._stopping = False
         self._encode = msgspec.json.Encoder().encode
@@ -142,7 +146,7 @@ class SagaEngine(Generic[S]):
                 now,
             ),
         )
-        self.db.after_commit(lambda: self._spawn(saga_id))
+        self.db.after_commit(lambda: self._spawn(saga_id, fresh=True))
         return deadline
 
     async def request_cancel(self, saga_id: str, reason: str) -> bool:
@@ -152,6 +156,9 @@ class SagaEngine(Generic[S]):
             " WHERE id = ? AND status = 'running'",
             (reason, utc_now_iso(), saga_id),
         )
+        if changed:
+            # Seen at the saga's next step when it runs here; at its next checkpoint if not.
+            self.db.after_commit(lambda: self._cancel_requests.__setitem__(saga_id, reason))
         return changed > 0
 
     async def load(self, saga_id: str) -> SagaRecord[S] | None:
@@ -183,10 +190,10 @@ class SagaEngine(Generic[S]):
 
     # --- running --------------------------------------------------------------------------
 
-    def _spawn(self, saga_id: str) -> None:
+    def _spawn(self, saga_id: str, fresh: bool = False) -> None:
         if self._stopping or saga_id in self._tasks:
             return
-        task = asyncio.create_task(self._run(saga_id), name=f"saga:{saga_id}")
+        task = asyncio.create_task(self._run(saga_id, fresh), name=f"saga:{saga_id}")
         self._tasks[saga_id] = task
         task.add_done_callback(lambda _: self._tasks.pop(saga_id, None))
 
@@ -241,13 +248,14 @@ class SagaEngine(Generic[S]):
             raise LeaseLost(saga.id)
         saga.status, saga.step = status, step
 
-    async def _run(self, saga_id: str) -> None:
+    async def _run(self, saga_id: str, fresh: bool) -> None:
         async with self._bulkhead:
             if not await self._claim(saga_id):
                 return
             saga = await self.load(saga_id)
             if saga is None:
                 return
+            saga.furthest = saga.step if fresh else len(self.definition.steps) - 1
             try:
                 if saga.status == "running":
                     await self._forward(saga)
@@ -258,35 +266,59 @@ class SagaEngine(Generic[S]):
 
     async def _forward(self, saga: SagaRecord[S]) -> None:
         steps = self.definition.steps
+        # Steps done but not yet recorded: written together at the next checkpoint. A crash
+        # before it repeats them, which their idempotence makes safe.
+        done: list[tuple[str, str | None]] = []
         while saga.step < len(steps):
             step = steps[saga.step]
-            saga.cancel_requested = await self.db.fetch_value(
-                "SELECT cancel_requested FROM saga_instances WHERE id = ?", (saga.id,)
-            )
-            if saga.cancel_requested:
-                return await self._turn_round(saga, step.name, saga.cancel_requested)
+            cancel = self._cancel_requests.pop(saga.id, None) or saga.cancel_requested
+            if cancel:
+                await self._checkpoint(saga, done)
+                return await self._turn_round(saga, step.name, cancel)
             if saga.deadline_at < utc_now_iso():
+                await self._checkpoint(saga, done)
                 return await self._turn_round(saga, step.name, "The checkout ran out of time.")
+            saga.furthest = max(saga.furthest, saga.step)
             try:
                 result = await self._attempt(saga, step)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if not step.critical:
-                    async with self.db.transaction():
-                        await self._record(saga, "running", saga.step + 1)
-                        await self.hooks.step_skipped(saga.id, step.name, describe(exc), saga.state)
-                    _log.warning("saga step skipped", saga=saga.id, step=step.name, error=repr(exc))
-                    continue
-                return await self._turn_round(saga, step.name, describe(exc))
+                if step.critical:
+                    await self._checkpoint(saga, done)
+                    return await self._turn_round(saga, step.name, describe(exc))
+                _log.warning("saga step skipped", saga=saga.id, step=step.name, error=repr(exc))
+                done.append((step.name, describe(exc)))
+                saga.step += 1
+                continue
             if result is not None:
                 saga.state = result
-            async with self.db.transaction():
-                await self._record(saga, "running", saga.step + 1)
-                await self.hooks.step_completed(saga.id, step.name, saga.state)
+            done.append((step.name, None))
+            saga.step += 1
+            if step.checkpoint:
+                await self._checkpoint(saga, done)
         async with self.db.transaction():
             await self._record(saga, "completed", saga.step)
+            await self._report(saga, done)
             await self.hooks.completed(saga.id, saga.state)
+
+    async def _checkpoint(self, saga: SagaRecord[S], done: list[tuple[str, str | None]]) -> None:
+        if not done:
+            return
+        async with self.db.transaction():
+            await self._record(saga, "running", saga.step)
+            await self._report(saga, done)
+        saga.cancel_requested = await self.db.fetch_value(
+            "SELECT cancel_requested FROM saga_instances WHERE id = ?", (saga.id,)
+        )
+
+    async def _report(self, saga: SagaRecord[S], done: list[tuple[str, str | None]]) -> None:
+        for name, skipped in done:
+            if skipped is None:
+                await self.hooks.step_completed(saga.id, name, saga.state)
+            else:
+                await self.hooks.step_skipped(saga.id, name, skipped, saga.state)
+        done.clear()
 
     async def _attempt(self, saga: SagaRecord[S], step: Step[S]) -> S | None:
         """The step's action, each attempt under its deadline, transient failures retried
@@ -322,8 +354,13 @@ class SagaEngine(Generic[S]):
         async with self.db.transaction():
             # The failed step is compensated too: a failure may have had its effect (a
             # timeout after the provider charged), and compensations undo nothing gracefully.
+            # So is every step that may have run unrecorded before a crash.
             await self._record(
-                saga, "compensating", saga.step, reason=reason, failed_step=step_name
+                saga,
+                "compensating",
+                max(saga.step, saga.furthest),
+                reason=reason,
+                failed_step=step_name,
             )
             await self.hooks.failed(saga.id, step_name, reason, saga.state)
         saga.reason = reason

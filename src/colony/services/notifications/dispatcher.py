@@ -165,6 +165,9 @@ class Dispatcher:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            # Recording the outcome failed (the database?): the lease lapses and it is retried.
+            self._log.error("delivery attempt failed to record", error=repr(error))
         self.wake()
 
     # One delivery

@@ -137,15 +137,17 @@ def checkout_saga(deps: Dependencies) -> SagaDefinition[CheckoutState]:
         "checkout",
         CheckoutState,
         [
-            Step("validate", validate),
-            Step("reserve_stock", reserve, release),
-            Step("authorize_payment", authorize, void),
-            Step("create_shipments", create_shipments, cancel_shipments),
+            # Progress is recorded once money has moved (the capture) and at the end; a
+            # crash before either repeats the steps since, each idempotent by order id.
+            Step("validate", validate, checkpoint=False),
+            Step("reserve_stock", reserve, release, checkpoint=False),
+            Step("authorize_payment", authorize, void, checkpoint=False),
+            Step("create_shipments", create_shipments, cancel_shipments, checkpoint=False),
             # void refunds a captured payment: the compensation of a capture.
             Step("capture_payment", capture, void),
-            Step("confirm", confirm),
+            Step("confirm", confirm, checkpoint=False),
             # The order is paid and confirmed; a cart that cannot be tidied does not undo it.
-            Step("clear_cart", clear_cart, critical=False),
+            Step("clear_cart", clear_cart, critical=False, checkpoint=False),
         ],
     )
 

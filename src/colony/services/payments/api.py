@@ -64,7 +64,7 @@ class PaymentsAudit(msgspec.Struct, frozen=True, kw_only=True):
     """Sum of every entry: zero when the ledger balances."""
     unbalanced_transactions: list[str]
     escrow_mismatches: list[str]
-    """Orders whose ledger disagrees with the payment (captured − refunded − paid out)."""
+    """Orders whose ledger disagrees with the payment (captured - refunded - paid out)."""
     provider_mismatches: list[str]
     """Orders whose captured or refunded amount differs from what the provider says."""
     double_charges: list[str]
@@ -72,7 +72,7 @@ class PaymentsAudit(msgspec.Struct, frozen=True, kw_only=True):
     open_authorizations: list[str]
     """Authorized, neither captured nor voided: the order id of each."""
     by_order: dict[str, int]
-    """Net charged per order (captured − refunded), for matching against orders."""
+    """Net charged per order (captured - refunded), for matching against orders."""
 
 
 class PaymentCaptured(Event, frozen=True, kw_only=True):

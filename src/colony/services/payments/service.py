@@ -304,6 +304,13 @@ class PaymentsService:
         )
         payment = await self._load(order_id)
         if payment is None:
+            released = await self.db.fetch_value(
+                "SELECT released_at FROM unsettled_authorizations WHERE order_id = ?",
+                (order_id,),
+            )
+            if released is not None:
+                # The provider would replay its old "authorized" answer for a voided intent.
+                raise Conflict("This order's authorization was voided.")
             intent = await self._authorize_at_provider(
                 order_id, amount_minor, currency, card_number
             )
@@ -322,18 +329,27 @@ class PaymentsService:
                 key, amount_minor, currency, card_number, {"order_id": order_id}
             )
 
+        ambiguous = False
         try:
             try:
                 intent = await attempt()
             except OutcomeUnknown:
+                ambiguous = True
                 # Ask about the key rather than guess; only a 404 (the authorization never
                 # took effect) allows another attempt, and it reuses the key.
                 found = await self.provider.find_by_key(key)
                 intent = found if found is not None else await attempt()
-        except (OutcomeUnknown, ProviderUnavailable) as exc:
+        except ProviderError as exc:
+            if ambiguous:
+                # The card may be held with nothing recorded here: a void must ask.
+                await self.db.execute(
+                    "INSERT INTO unsettled_authorizations (order_id, at) VALUES (?, ?)"
+                    " ON CONFLICT (order_id) DO NOTHING",
+                    (order_id, utc_now_iso()),
+                )
+            if isinstance(exc, ProviderRefused):
+                raise _refused(exc) from exc
             raise _unavailable(exc) from exc
-        except ProviderRefused as exc:
-            raise _refused(exc) from exc
         if intent.amount != amount_minor or intent.currency != currency:
             raise Conflict("The provider holds another authorization for this order.")
         return intent
@@ -371,6 +387,9 @@ class PaymentsService:
                 "INSERT INTO payment_sellers (order_id, seller_id, share_minor, refunded_minor)"
                 " VALUES (?, ?, ?, 0)",
                 [(order_id, seller, share) for seller, share in seller_shares.items()],
+            )
+            await self.db.execute(
+                "DELETE FROM unsettled_authorizations WHERE order_id = ?", (order_id,)
             )
             return await self._require(order_id)
 
@@ -432,7 +451,12 @@ class PaymentsService:
         actor.require("system")
         payment = await self._load(order_id)
         if payment is None:
-            await self._release_unrecorded(order_id)
+            unsettled = await self.db.fetch_one(
+                "SELECT 1 FROM unsettled_authorizations WHERE order_id = ? AND released_at IS NULL",
+                (order_id,),
+            )
+            if unsettled is not None:
+                await self._release_unrecorded(order_id)
             return None
         if payment.status in ("declined", "voided"):
             return payment
@@ -455,9 +479,8 @@ class PaymentsService:
     async def _release_unrecorded(self, order_id: str) -> None:
         """An authorize whose answer was lost (ServiceUnavailable to the caller) may still have
         put a hold on the card; the caller's void is then the only chance to release it."""
-        key = authorize_key(order_id)
         try:
-            intent = await self.provider.find_by_key(key)
+            intent = await self.provider.find_by_key(authorize_key(order_id))
             if intent is not None and intent.status == "authorized":
                 intent_id = intent.id
                 await self._settled(
@@ -467,6 +490,10 @@ class PaymentsService:
             raise _refused(exc) from exc
         except ProviderError as exc:
             raise _unavailable(exc) from exc
+        await self.db.execute(
+            "UPDATE unsettled_authorizations SET released_at = ? WHERE order_id = ?",
+            (utc_now_iso(), order_id),
+        )
 
     async def _record_void(self, order_id: str) -> Payment:
         async with self.db.transaction():
@@ -733,7 +760,13 @@ class PaymentsService:
             expected = self._expected_balances(payment, parts)
             if not consistent or actual.get(payment.order_id, {}) != expected:
                 mismatched.add(payment.order_id)
-        provider_mismatches, double_charges = await self._check_provider(payments)
+        unsettled_rows = await self.db.fetch_all(
+            "SELECT order_id FROM unsettled_authorizations WHERE released_at IS NULL"
+            " ORDER BY order_id"
+        )
+        provider_mismatches, double_charges, held = await self._check_provider(
+            payments, [row[0] for row in unsettled_rows]
+        )
         return PaymentsAudit(
             payments=len(payments),
             ledger_transactions=transactions,
@@ -742,7 +775,9 @@ class PaymentsService:
             escrow_mismatches=sorted(mismatched),
             provider_mismatches=provider_mismatches,
             double_charges=double_charges,
-            open_authorizations=[p.order_id for p in payments if p.status == "authorized"],
+            open_authorizations=sorted(
+                [p.order_id for p in payments if p.status == "authorized"] + held
+            ),
             by_order={p.order_id: p.captured_minor - p.refunded_minor for p in payments},
         )
 
@@ -767,8 +802,17 @@ class PaymentsService:
                 expected[ledger.FEES] += (s.fee or 0) - s.reversed_fee
         return {account: amount for account, amount in expected.items() if amount != 0}
 
-    async def _check_provider(self, payments: list[Payment]) -> tuple[list[str], list[str]]:
+    async def _check_provider(
+        self, payments: list[Payment], unsettled: list[str]
+    ) -> tuple[list[str], list[str], list[str]]:
+        """Provider mismatches, double charges, and the unsettled authorizations that turn out
+        to hold a card (open, though no payment was recorded for them)."""
         gate = asyncio.Semaphore(AUDIT_CONCURRENCY)
+
+        async def holds(order_id: str) -> bool:
+            async with gate:
+                intent = await self.provider.find_by_key(authorize_key(order_id))
+            return intent is not None and intent.status == "authorized"
 
         async def intents(payment: Payment) -> list[Intent | None]:
             async with gate:
@@ -779,14 +823,17 @@ class PaymentsService:
                 return [by_key, await self.provider.get(payment.provider_intent_id)]
 
         results = await asyncio.gather(*(intents(p) for p in payments), return_exceptions=True)
-        mismatches, doubles = [], []
-        for payment, result in zip(payments, results, strict=True):
+        held = await asyncio.gather(*(holds(o) for o in unsettled), return_exceptions=True)
+        for result in [*results, *held]:
             if isinstance(result, ProviderError):
                 raise ServiceUnavailable(
                     f"The audit could not ask the payment provider about every payment: {result}"
                 )
             if isinstance(result, BaseException):
                 raise result
+        mismatches, doubles = [], []
+        for payment, result in zip(payments, results, strict=True):
+            assert isinstance(result, list)
             stored = result[-1]
             if stored is None or (
                 stored.status != _PROVIDER_STATUS[payment.status]
@@ -800,4 +847,4 @@ class PaymentsService:
             # one our key created and the one we recorded (the same, unless something is off).
             if sum(1 for i in result if i is not None and i.captured_amount > 0) > 1:
                 doubles.append(payment.order_id)
-        return mismatches, doubles
+        return mismatches, doubles, [o for o, h in zip(unsettled, held, strict=True) if h is True]

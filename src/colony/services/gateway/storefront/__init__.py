@@ -1,7 +1,8 @@
 """The storefront: server-rendered pages for buyers and sellers.
 
 Plain HTML forms over the same services and the same validation (the API's msgspec Structs)
-as the JSON API; no JavaScript is needed. One module per area of the site.
+as the JSON API; no JavaScript is needed (an order's page keeps itself current with a meta
+refresh). One module per area of the site.
 """
 
 from __future__ import annotations
@@ -11,7 +12,16 @@ from starlette.routing import BaseRoute
 from colony.platform.config import Settings
 from colony.services.gateway.auth import Authenticator
 from colony.services.gateway.backends import Backends
-from colony.services.gateway.storefront import account, browse, cart, seller
+from colony.services.gateway.storefront import (
+    account,
+    browse,
+    cart,
+    checkout,
+    notifications,
+    orders,
+    sales,
+    seller,
+)
 from colony.services.gateway.storefront.site import Site
 
 
@@ -23,5 +33,9 @@ def storefront_routes(
         *browse.routes(site),
         *account.routes(site),
         *cart.routes(site),
+        *checkout.routes(site),
+        *orders.routes(site),
         *seller.routes(site),
+        *sales.routes(site),
+        *notifications.routes(site),
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from urllib.parse import urlencode
 
@@ -10,11 +11,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from colony.platform.errors import ColonyError
-from colony.services.catalog.api import SearchPage, SearchQuery
+from colony.services.catalog.api import Listing, SearchPage, SearchQuery
+from colony.services.gateway.fallbacks import recommendations_or_none
 from colony.services.gateway.storefront.forms import FormInvalid, convert, read_price
 from colony.services.gateway.storefront.site import Site
 
 NEWEST_COUNT = 12
+RECOMMENDATION_COUNT = 4
 PAGE_SIZE = 20
 SORTS = {
     "relevance": "Best match",
@@ -75,24 +78,48 @@ async def listing_page(
 ) -> Response:
     """A product's page; also re-shown when adding it to the cart went wrong."""
     listing = await site.backends.catalog.get_listing(listing_id)  # NotFound: a 404 page
-    try:
-        available: int | None = (await site.backends.inventory.availability([listing.id])).get(
-            listing.id, 0
-        )
-    except ColonyError:
-        available = None  # the page still sells; it just cannot say how many are left
+    available, together = await asyncio.gather(
+        _available(site, listing.id), bought_together(site, listing.id)
+    )
     return await site.render(
         request,
         "listing.html",
         {
             "listing": listing,
             "available": available,
+            "bought_together": together,
             "category_names": await site.category_names(),
             "errors": errors or {},
             "quantity": quantity,
         },
         status=status,
     )
+
+
+async def _available(site: Site, listing_id: str) -> int | None:
+    try:
+        return (await site.backends.inventory.availability([listing_id])).get(listing_id, 0)
+    except ColonyError:
+        return None  # the page still sells; it just cannot say how many are left
+
+
+async def bought_together(site: Site, listing_id: str) -> list[Listing]:
+    """Listings bought with this one that are still for sale, best first; none when
+    recommendations is slow or away, so it never delays or breaks the product page."""
+    found = await recommendations_or_none(
+        site.backends.recommendations,
+        listing_id,
+        RECOMMENDATION_COUNT,
+        site.settings.recommendations_timeout_seconds,
+    )
+    if not found:
+        return []
+    try:
+        listings = await site.backends.catalog.get_listings([r.listing_id for r in found])
+    except ColonyError:
+        return []
+    by_id = {item.id: item for item in listings if item.status == "active"}
+    return [by_id[r.listing_id] for r in found if r.listing_id in by_id]
 
 
 def routes(site: Site) -> list[Route]:

@@ -84,6 +84,43 @@ def convert(
         raise FormInvalid.one((aliases or {}).get(field, field), message) from None
 
 
+def field_errors(
+    data: Mapping[str, Any], type_: type[Any], labels: Mapping[str, str]
+) -> dict[str, str]:
+    """Every field's problem at once, by field name (msgspec stops at the first one).
+
+    A nested Struct's fields count as fields of the same form (the checkout's address), so
+    their names must not clash with the outer ones.
+    """
+    errors: dict[str, str] = {}
+    for info in msgspec.structs.fields(type_):
+        if info.name not in data:
+            if info.required:
+                errors[info.name] = f"{labels.get(info.name, info.name)} is required."
+            continue
+        value, nested = data[info.name], info.type
+        if (
+            isinstance(value, Mapping)
+            and isinstance(nested, type)
+            and issubclass(nested, msgspec.Struct)
+        ):
+            errors.update(field_errors(value, nested, labels))
+            continue
+        try:
+            msgspec.convert(value, info.type, strict=False)
+        except msgspec.ValidationError as exc:
+            errors[info.name] = describe(f"{exc} - at `$.{info.name}`", labels)[1]
+    return errors
+
+
+def convert_all(data: Mapping[str, Any], type_: type[T], labels: Mapping[str, str]) -> T:
+    """``data`` as the Struct ``type_``; raises FormInvalid naming every wrong field."""
+    errors = field_errors(data, type_, labels)
+    if errors:
+        raise FormInvalid(errors)
+    return convert(data, type_, labels)  # what no single field shows (an unknown field)
+
+
 def read_price(text: str, field: str, label: str, minimum: int = 1) -> int:
     """A price typed as "12.50", in minor units, within what the catalog accepts."""
     minor = parse_amount(text)

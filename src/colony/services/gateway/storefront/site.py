@@ -3,8 +3,9 @@ header's data, and turning failures into pages."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from colony.services.catalog.api import Category
 from colony.services.gateway.auth import Authenticator
 from colony.services.gateway.backends import Backends
 from colony.services.gateway.storefront.csrf import CSRF_FIELD, csrf_token, remember_csrf
+from colony.services.gateway.storefront.display import format_when, order_ref
 from colony.services.gateway.storefront.forms import FormInvalid
 from colony.services.gateway.storefront.money import format_money
 from colony.services.gateway.storefront.session import SignInRequired, here, login_url, redirect
@@ -40,6 +42,9 @@ _SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
     "referrer-policy": "same-origin",
 }
+# The header's unread count is a nicety: a slow notifications service must not hold up every
+# page, so past this it is left out.
+HEADER_BUDGET_SECONDS = 0.5
 
 
 class Site:
@@ -49,6 +54,8 @@ class Site:
         self.settings = settings
         self.templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
         self.templates.env.filters["money"] = format_money
+        self.templates.env.filters["order_ref"] = order_ref
+        self.templates.env.filters["when"] = format_when
         self.templates.env.globals["csrf_field"] = CSRF_FIELD
         # Both change rarely and are shown on many pages: saves a call per page, at the price
         # of a new category or a new account showing up to a few minutes late.
@@ -62,15 +69,21 @@ class Site:
         actor: Actor | None = request.state.actor
         return actor
 
-    async def _account_name(self, actor: Actor) -> str:
-        name = self._names.get(actor.id)
+    async def account_name(self, account_id: str, fallback: str = "Your account") -> str:
+        """An account's display name (a seller's shop name, the viewer's own)."""
+        name = self._names.get(account_id)
         if name is None:
             try:
-                name = (await self.backends.identity.get_account(actor.id)).name
+                name = (await self.backends.identity.get_account(account_id)).name
             except ColonyError:
-                return "Your account"  # the header is not worth failing a page for
-            self._names[actor.id] = name
+                return fallback  # a name is not worth failing a page for
+            self._names[account_id] = name
         return name
+
+    async def account_names(self, account_ids: Iterable[str], fallback: str) -> dict[str, str]:
+        unique = list(dict.fromkeys(account_ids))
+        names = await asyncio.gather(*(self.account_name(i, fallback) for i in unique))
+        return dict(zip(unique, names, strict=True))
 
     def remember_name(self, account_id: str, name: str) -> None:
         self._names[account_id] = name
@@ -79,6 +92,13 @@ class Site:
         try:
             return (await self.backends.cart.get_cart(actor)).item_count
         except ColonyError:
+            return None
+
+    async def _unread_count(self, actor: Actor) -> int | None:
+        try:
+            async with asyncio.timeout(HEADER_BUDGET_SECONDS):
+                return (await self.backends.notifications.feed(actor, 1)).unread
+        except (ColonyError, TimeoutError):
             return None
 
     async def categories(self) -> list[Category]:
@@ -102,9 +122,13 @@ class Site:
         actor = await self.viewer(request)
         values["viewer"] = actor
         if actor is not None:
-            values["viewer_name"] = await self._account_name(actor)
+            # The header's lookups are independent: one round trip's wait, not three.
+            lookups: dict[str, Awaitable[object]] = {"viewer_name": self.account_name(actor.id)}
             if actor.role == "buyer" and "cart_count" not in values:
-                values["cart_count"] = await self._cart_count(actor)
+                lookups["cart_count"] = self._cart_count(actor)
+            if "unread_count" not in values:
+                lookups["unread_count"] = self._unread_count(actor)
+            values.update(zip(lookups, await asyncio.gather(*lookups.values()), strict=True))
         values["search_text"] = request.query_params.get("q", "")
         # Called by the template's csrf() macro: only pages with a form set the cookie, so the
         # others stay free of Set-Cookie (and cacheable).

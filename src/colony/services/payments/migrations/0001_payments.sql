@@ -67,3 +67,12 @@ CREATE TABLE ledger_entries (
 );
 CREATE INDEX ledger_entries_by_order ON ledger_entries (order_id, id);
 CREATE INDEX ledger_entries_by_transaction ON ledger_entries (transaction_id);
+
+-- Orders whose authorize ended with its outcome unknown and no payment recorded: the provider
+-- may hold the card, so a void must ask it. A definite failure (nothing could have happened)
+-- leaves no row. released_at is set once the void has settled it.
+CREATE TABLE unsettled_authorizations (
+    order_id TEXT PRIMARY KEY,
+    at TEXT NOT NULL,
+    released_at TEXT
+);
