@@ -144,7 +144,9 @@ def up(
         from colony.marketplace import running_marketplace
 
         started = time.perf_counter()
-        async with _services(settings, placement) as runtime:
+        # Seeding drives the services in this process, whatever the placement: nothing is
+        # served yet for an HTTP binding to reach.
+        async with _services(settings, Topology.one_process()) as runtime:
             if not await seeding.already_seeded(runtime):
                 console.print("First start: seeding demo data…")
                 await _seed(runtime, seed_size)

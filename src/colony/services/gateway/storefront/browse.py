@@ -116,7 +116,7 @@ async def bought_together(site: Site, listing_id: str) -> list[Listing]:
         return []
     try:
         listings = await site.backends.catalog.get_listings([r.listing_id for r in found])
-    except ColonyError:
+    except Exception:  # a best-effort section: whatever goes wrong, the page goes without it
         return []
     by_id = {item.id: item for item in listings if item.status == "active"}
     return [by_id[r.listing_id] for r in found if r.listing_id in by_id]

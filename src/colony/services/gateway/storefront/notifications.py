@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 
 from starlette.requests import Request
@@ -65,8 +64,12 @@ def routes(site: Site) -> list[Route]:
         await read_form(request)
         actor = await signed_in(request, "/notifications")
         found = await notifications.feed(actor, MAX_FEED)
-        unread = [item.id for item in found.items if not item.read]
-        await asyncio.gather(*(notifications.mark_read(actor, item) for item in unread))
+        # One after another: each is a small write, and a burst of them would only queue up
+        # for the same database.
+        for item in found.items:
+            if not item.read:
+                with contextlib.suppress(NotFound):
+                    await notifications.mark_read(actor, item.id)
         return redirect("/notifications")
 
     async def webhook_page(
