@@ -7,10 +7,13 @@ import asyncio
 import uuid
 
 import httpx
+import msgspec
 
 from checkout_helpers import ADDRESS, add_to_cart, checkout, place, stock_of, wait_for
 from colony.marketplace import Marketplace
 from colony.payment_provider import CARD_DECLINED
+from colony.platform.messaging import Message
+from colony.services.orders.api import OrderCompleted
 from colony.verify import verify
 from conftest import list_product, sign_up
 
@@ -299,3 +302,46 @@ async def test_orders_are_their_buyers_own(client, marketplace):
     missing = await client.get("/api/v1/orders/nope", headers=buyer.headers)
     assert missing.status_code == 404
     await wait_for(client, buyer, order_id)
+
+
+async def test_an_event_delivered_twice_has_one_effect(client, marketplace):
+    seller = await sign_up(client, "seller")
+    lamp = await list_product(client, seller, stock=5)
+    rug = await list_product(client, seller, stock=5, title="Wool rug")
+    buyer = await sign_up(client, "buyer")
+    await add_to_cart(client, buyer, lamp)
+    await add_to_cart(client, buyer, rug)
+    order = await wait_for(client, buyer, await place(client, buyer))
+    runtime = marketplace.runtime
+    await runtime.drain()
+    row = await runtime.databases["orders"].fetch_one(
+        "SELECT id, topic, key, payload, headers, created_at FROM outbox"
+        " WHERE topic = ? AND key = ?",
+        (OrderCompleted.topic, order["id"]),
+    )
+    completed = Message(
+        id=row[0],
+        topic=row[1],
+        key=row[2],
+        payload=msgspec.Raw(row[3]),
+        headers=msgspec.json.decode(row[4]),
+        created_at=row[5],
+        source="orders",
+    )
+
+    async def effects() -> tuple[int, int, object]:
+        shipments = (
+            await client.get(f"/api/v1/orders/{order['id']}/shipments", headers=buyer.headers)
+        ).json()
+        feed = (await client.get("/api/v1/notifications", headers=seller.headers)).json()
+        # Asked directly: the gateway's 50 ms budget could drop them on a busy machine.
+        together = await marketplace.backends.recommendations.bought_together(lamp["id"])
+        return len(shipments), len(feed["items"]), [msgspec.to_builtins(r) for r in together]
+
+    before = await effects()
+    assert before[0] == 1 and before[2] == [{"listing_id": rug["id"], "score": 1}]
+    await runtime.broker.publish([completed])
+    await runtime.broker.publish([completed])
+    await asyncio.sleep(0.2)
+    await runtime.drain()
+    assert await effects() == before
