@@ -196,7 +196,7 @@ async def test_checkout_with_the_form_and_watch_the_order(
 
 
 async def test_a_declined_card_shows_the_order_cancelled(
-    client: httpx.AsyncClient, web: httpx.AsyncClient
+    client: httpx.AsyncClient, marketplace: Marketplace, web: httpx.AsyncClient
 ) -> None:
     seller = await sign_up(client, "seller")
     lamp = await list_product(client, seller, stock=2)
@@ -209,6 +209,12 @@ async def test_a_declined_card_shows_the_order_cancelled(
     assert AUTO_REFRESH not in page.text  # settled: nothing more will change by itself
     assert "Cancel order" not in page.text
     assert "items released" in page.text  # the timeline tells what was undone
+
+    # The cart is still full; trying again, the address is filled in from the last order.
+    await marketplace.runtime.services["orders"].idle()
+    again = await web.get("/checkout")
+    assert 'value="1 Analytical Row"' in again.text
+    assert 'value="N1 9GU"' in again.text
 
 
 async def test_a_bad_form_is_shown_again_and_orders_nothing(

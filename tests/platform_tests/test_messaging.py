@@ -171,3 +171,33 @@ async def test_events_of_one_consumer_apply_in_outbox_order(world):
             await outbox.add(Deposited(account="g", amount=n), key="g")
     await OutboxRelay(outbox, broker).drain()
     assert seen == list(range(20))
+
+
+async def test_a_batch_that_fails_part_way_is_rolled_back_and_delivered_one_by_one(world):
+    source, sink = world
+    ledger = Ledger(sink)
+    outbox, relay, _ = wire(source, sink, ledger)
+    async with source.transaction():
+        for amount in (1, 2, 4):
+            await outbox.add(Deposited(account="batch", amount=amount), key="batch")
+    original = ledger.on_deposited
+    failed: list[int] = []
+
+    async def second_fails_once(event: Deposited) -> None:
+        if event.amount == 2 and not failed:
+            failed.append(event.amount)
+            raise RuntimeError("a hiccup")
+        await original(event)
+
+    ledger.on_deposited = second_fails_once  # type: ignore[method-assign]
+    relay_consumer = Consumer(
+        "sink",
+        sink,
+        {Deposited: second_fails_once},
+        RetryPolicy(attempts=3, wait_initial=0.001, wait_max=0.002),
+    )
+    messages = await relay.pending()
+    await relay_consumer.deliver_all(messages)
+    await relay_consumer.deliver_all(messages)  # redelivered whole: no second effect
+    assert await ledger.balance("batch") == 7
+    assert await list_dead_letters(sink) == []

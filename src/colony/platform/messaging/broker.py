@@ -47,8 +47,7 @@ class InProcessBroker:
 
     @staticmethod
     async def _deliver_in_order(consumer: Consumer, messages: list[Message]) -> None:
-        for message in messages:
-            await consumer.deliver(message)
+        await consumer.deliver_all(messages)
 
     async def start(self) -> None:
         return None

@@ -66,22 +66,40 @@ class Consumer:
 
     async def apply(self, message: Message) -> bool:
         """One attempt: returns False when the inbox shows it was already applied."""
+        async with self.db.transaction():
+            return await self._apply_in_transaction(message)
+
+    async def _apply_in_transaction(self, message: Message) -> bool:
         event_type, handler = self._routes[message.topic]
         event = message.decode(event_type)
         with context.call_context(correlation=message.headers.get("correlation_id")):
-            async with self.db.transaction():
-                seen = await self.db.fetch_one(
-                    "SELECT 1 FROM inbox WHERE consumer = ? AND message_id = ?",
-                    (self.name, message.id),
-                )
-                if seen:
-                    return False
-                await handler(event)
-                await self.db.execute(
-                    "INSERT INTO inbox (consumer, message_id, processed_at) VALUES (?, ?, ?)",
-                    (self.name, message.id, utc_now_iso()),
-                )
+            seen = await self.db.fetch_one(
+                "SELECT 1 FROM inbox WHERE consumer = ? AND message_id = ?",
+                (self.name, message.id),
+            )
+            if seen:
+                return False
+            await handler(event)
+            await self.db.execute(
+                "INSERT INTO inbox (consumer, message_id, processed_at) VALUES (?, ?, ?)",
+                (self.name, message.id, utc_now_iso()),
+            )
         return True
+
+    async def deliver_all(self, messages: list[Message]) -> None:
+        """Deliver in order: all in one transaction when every one applies at the first
+        attempt (the common case, and one commit instead of many); otherwise that batch is
+        rolled back and each is delivered on its own, with its retries."""
+        if len(messages) > 1:
+            try:
+                async with self.db.transaction():
+                    for message in messages:
+                        await self._apply_in_transaction(message)
+                return
+            except Exception as exc:
+                self._log.info("batch rolled back; one at a time", error=repr(exc))
+        for message in messages:
+            await self.deliver(message)
 
     async def deliver(self, message: Message) -> None:
         """Apply with bounded retries; on exhaustion record a dead letter. Never raises."""
