@@ -345,3 +345,18 @@ async def test_an_event_delivered_twice_has_one_effect(client, marketplace):
     await asyncio.sleep(0.2)
     await runtime.drain()
     assert await effects() == before
+
+
+async def test_a_key_resent_after_the_order_completed_replays_it(client, marketplace):
+    seller = await sign_up(client, "seller")
+    lamp = await list_product(client, seller, stock=5)
+    buyer = await sign_up(client, "buyer")
+    await add_to_cart(client, buyer, lamp)
+    key = str(uuid.uuid4())
+    first = await checkout(client, buyer, key=key)
+    await wait_for(client, buyer, first.json()["order_id"])
+    again = await checkout(client, buyer, key=key)  # the cart is empty by now
+    assert again.status_code == 201, again.text
+    assert again.json() == first.json()
+    other = await checkout(client, buyer, key=key, card=CARD_DECLINED)
+    assert other.status_code == 422

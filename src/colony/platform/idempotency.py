@@ -28,6 +28,22 @@ class HasDatabase(Protocol):
     db: Database
 
 
+async def replayed(
+    db: Database, request: context.IdempotencyRequest, result_type: Any
+) -> Any | None:
+    """The stored result for a key seen before (``IdempotencyKeyReused`` for another
+    request), or None. For commands that read elsewhere before their transaction: a replay
+    must not depend on what those reads would find now."""
+    row = await db.fetch_one(
+        "SELECT fingerprint, response FROM idempotency_keys WHERE key = ?", (request.key,)
+    )
+    if row is None:
+        return None
+    if row[0] != request.fingerprint:
+        raise IdempotencyKeyReused("This Idempotency-Key was first used with a different request.")
+    return msgspec.json.decode(row[1], type=result_type)
+
+
 async def run_once(
     db: Database,
     request: context.IdempotencyRequest,
@@ -37,15 +53,9 @@ async def run_once(
     """The effect's result, stored with ``request.key`` in the effect's own transaction; or, for
     a key seen before, the stored result. Returns it and whether it was a replay."""
     async with db.transaction():
-        row = await db.fetch_one(
-            "SELECT fingerprint, response FROM idempotency_keys WHERE key = ?", (request.key,)
-        )
-        if row is not None:
-            if row[0] != request.fingerprint:
-                raise IdempotencyKeyReused(
-                    "This Idempotency-Key was first used with a different request."
-                )
-            return msgspec.json.decode(row[1], type=result_type), True
+        earlier = await replayed(db, request, result_type)
+        if earlier is not None:
+            return earlier, True
         result = await effect()
         await db.execute(
             "INSERT INTO idempotency_keys (key, fingerprint, response, created_at)"

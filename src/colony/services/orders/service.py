@@ -12,7 +12,7 @@ from colony.platform import context
 from colony.platform.clock import utc_now_iso
 from colony.platform.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
 from colony.platform.eventsourcing import EventStore, ProjectionRunner
-from colony.platform.idempotency import run_once
+from colony.platform.idempotency import replayed, run_once
 from colony.platform.ids import new_id
 from colony.platform.runtime import ServiceContext
 from colony.platform.saga import SagaEngine, SagaHooks, SagaPolicy
@@ -259,6 +259,13 @@ class OrdersService:
 
     async def place_order(self, actor: Actor, card_number: str, address: Address) -> OrderAccepted:
         actor.require("buyer")
+        # A repeat answers as the first did, whatever the cart holds by now (emptied by the
+        # first order's checkout, most likely).
+        request = context.idempotency_request()
+        if request is not None:
+            earlier = await replayed(self.db, request, OrderAccepted)
+            if earlier is not None:
+                return earlier  # type: ignore[no-any-return]
         # Read the cart before any transaction: the write lock is not held across a call.
         cart = await self.cart.get_cart(actor)
         if not cart.lines:
@@ -315,7 +322,6 @@ class OrdersService:
                 status_url=f"/api/v1/orders/{state.order_id}",
             )
 
-        request = context.idempotency_request()
         if request is None:
             return await place()
         accepted, _ = await run_once(self.db, request, OrderAccepted, place)
