@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from colony.cli.http import request_json
 from colony.mail_sink import DEFAULT_HTTP_PORT, DEFAULT_SMTP_PORT
 from colony.platform.config import Settings
 from colony.platform.logging import configure_logging
@@ -31,28 +30,10 @@ UrlOption = Annotated[
     typer.Option("--url", help="The sink's HTTP address.", envvar="COLONY_MAIL_SINK_URL"),
 ]
 DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_HTTP_PORT}"
-_TIMEOUT_SECONDS = 5.0
 
 
 def _call(url: str, method: str, path: str) -> Any:
-    """One request; a problem or an unreachable sink ends the command (exit 1)."""
-    request = urllib.request.Request(
-        url.rstrip("/") + path, method=method, headers={"accept": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=_TIMEOUT_SECONDS) as response:
-            return json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        try:
-            detail = json.loads(exc.read()).get("detail", exc.reason)
-        except ValueError:
-            detail = exc.reason
-        err.print(f"[red]The mail sink refused ({exc.code}): {detail}")
-        raise typer.Exit(1) from None
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-        reason = getattr(exc, "reason", exc)
-        err.print(f"[red]No mail sink answers at {url}: {reason}")
-        raise typer.Exit(1) from None
+    return request_json(url, method, path, "mail sink")
 
 
 @app.command()

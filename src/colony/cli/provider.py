@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
+from colony.cli.http import request_json
 from colony.payment_provider.server import DEFAULT_PORT
 from colony.platform.config import Settings
 from colony.platform.logging import configure_logging
@@ -23,32 +22,10 @@ UrlOption = Annotated[
     str, typer.Option("--url", help="The simulator's address.", envvar="COLONY_PROVIDER_URL")
 ]
 DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
-_TIMEOUT_SECONDS = 5.0
 
 
 def _call(url: str, method: str, path: str, body: Any = None) -> Any:
-    """One admin request; a problem or an unreachable simulator ends the command (exit 1)."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        url.rstrip("/") + path,
-        data=data,
-        method=method,
-        headers={"content-type": "application/json", "accept": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=_TIMEOUT_SECONDS) as response:
-            return json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        try:
-            detail = json.loads(exc.read()).get("detail", exc.reason)
-        except ValueError:
-            detail = exc.reason
-        err.print(f"[red]The simulator refused ({exc.code}): {detail}")
-        raise typer.Exit(1) from None
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-        reason = getattr(exc, "reason", exc)
-        err.print(f"[red]No payment provider answers at {url}: {reason}")
-        raise typer.Exit(1) from None
+    return request_json(url, method, path, "payment provider", body)
 
 
 def _show(value: Any) -> None:

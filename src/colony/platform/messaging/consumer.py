@@ -128,20 +128,7 @@ class Consumer:
 
     async def _dead_letter(self, message: Message, exc: Exception, attempts: int) -> None:
         error = "".join(traceback.format_exception_only(exc)).strip()
-        await self.db.execute(
-            "INSERT INTO dead_letters (id, consumer, message_id, topic, message, error,"
-            " attempts, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                new_id(),
-                self.name,
-                message.id,
-                message.topic,
-                encode_message(message),
-                error,
-                attempts,
-                utc_now_iso(),
-            ),
-        )
+        await record_dead_letter(self.db, self.name, message, error, attempts)
 
     async def replay(self, dead_letter_id: str) -> bool:
         """Apply a dead letter again, once; marks it replayed when it succeeds."""
@@ -161,6 +148,27 @@ class Consumer:
             "UPDATE dead_letters SET replayed_at = ? WHERE id = ?", (utc_now_iso(), dead_letter_id)
         )
         return True
+
+
+async def record_dead_letter(
+    db: Database, consumer: str, message: Message, error: str, attempts: int
+) -> None:
+    """Park a message that kept failing, for ``colony dlq`` to list and replay through the
+    consumer named."""
+    await db.execute(
+        "INSERT INTO dead_letters (id, consumer, message_id, topic, message, error,"
+        " attempts, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            new_id(),
+            consumer,
+            message.id,
+            message.topic,
+            encode_message(message),
+            error,
+            attempts,
+            utc_now_iso(),
+        ),
+    )
 
 
 def _dead_letter_from_row(row: Any) -> DeadLetter:

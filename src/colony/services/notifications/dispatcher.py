@@ -29,7 +29,7 @@ from colony.platform.config import Settings
 from colony.platform.ids import new_id
 from colony.platform.logging import get_logger
 from colony.platform.messaging import Event, Message
-from colony.platform.messaging.message import encode_message
+from colony.platform.messaging.consumer import record_dead_letter
 from colony.platform.storage import Database, Row
 from colony.services.notifications import mailer, messages, webhooks
 from colony.services.notifications.webhooks import DeliveryFailed
@@ -330,17 +330,4 @@ class Dispatcher:
             created_at=utc_now_iso(),
             source=self.consumer,
         )
-        await self.db.execute(
-            "INSERT INTO dead_letters (id, consumer, message_id, topic, message, error,"
-            " attempts, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                new_id(),
-                self.consumer,
-                message.id,
-                message.topic,
-                encode_message(message),
-                error,
-                tries,
-                utc_now_iso(),
-            ),
-        )
+        await record_dead_letter(self.db, self.consumer, message, error, tries)
