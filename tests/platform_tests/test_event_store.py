@@ -89,3 +89,9 @@ async def test_projection_applies_each_event_once_and_rebuilds(store):
     assert await counts(store) == {"a": 3, "b": 2}
     with pytest.raises(LookupError):
         await runner.rebuild("no-such-projection")
+
+
+async def test_append_at_the_end_whatever_the_version(store):
+    await store.append("order-9", 0, [{"n": 1}])
+    assert await store.append("order-9", None, [{"n": 2}]) == 2
+    assert [e.version for e in await store.load("order-9")] == [1, 2]

@@ -44,11 +44,16 @@ class EventStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def append(self, stream_id: str, expected_version: int, events: Sequence[Any]) -> int:
-        """Append after ``expected_version`` (0 for a new stream); returns the new version."""
+    async def append(
+        self, stream_id: str, expected_version: int | None, events: Sequence[Any]
+    ) -> int:
+        """Append after ``expected_version`` (0 for a new stream); returns the new version.
+
+        ``None`` appends at the end, whatever it is: for a writer that decided inside the
+        same transaction it appends in, so nothing can have come between."""
         async with self.db.transaction():
             current = await self.version(stream_id)
-            if current != expected_version:
+            if expected_version is not None and current != expected_version:
                 raise ConcurrencyConflict(
                     f"{stream_id} is at version {current}, not {expected_version}."
                 )

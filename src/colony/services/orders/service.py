@@ -72,10 +72,9 @@ class OrderStreams:
         )
 
     async def append(self, order_id: str, *events: domain.OrderEvent) -> None:
-        """Append after the version read in this same transaction: the caller holds the
-        write transaction, so no one can come between the read and the write."""
-        stream = stream_of(order_id)
-        await self.store.append(stream, await self.store.version(stream), events)
+        """Append at the stream's end: every writer of an order decides inside the write
+        transaction it appends in, so no one can come between its read and its write."""
+        await self.store.append(stream_of(order_id), None, events)
         self.store.db.after_commit(self.runner.notify)
 
 
@@ -417,13 +416,12 @@ class OrdersService:
         reason = reason.strip()
         if not reason:
             raise InvalidInput("Say why the order is cancelled.", field="reason")
-        order = await self._order(actor, order_id)
-        if order.status == "cancelled":
-            return order.view()
-        if order.cancellation_pending:
-            raise Conflict("A cancellation of this order is already under way.")
         async with self.db.transaction():
             order = await self._order(actor, order_id)
+            if order.status == "cancelled":
+                return order.view()
+            if order.cancellation_pending:
+                raise Conflict("A cancellation of this order is already under way.")
             if order.status == "pending":
                 if not await self.checkout.request_cancel(order_id, f"Cancelled: {reason}"):
                     raise Conflict("The checkout is already being undone.")
