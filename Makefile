@@ -4,7 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test lint bench seed clean install
+# REPLICAS=orders=3,inventory=2 runs that many processes of those services.
+REPLICAS ?=
+
+.PHONY: up up-distributed test lint bench seed clean install
 
 install: $(STAMP)
 
@@ -16,6 +19,9 @@ $(STAMP): pyproject.toml
 
 up: $(STAMP)
 	$(BIN)/colony up
+
+up-distributed: $(STAMP)
+	$(BIN)/colony up --distributed $(if $(REPLICAS),--replicas $(REPLICAS))
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench

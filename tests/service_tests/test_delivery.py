@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from colony.services.delivery.api import (
 from colony.services.delivery.courier import Courier
 from colony.services.delivery.service import DeliveryService
 from colony.services.orders.api import OrderCancelled, OrderCompleted, OrderLine
+from waiting import eventually
 
 MIGRATIONS = Path(inspect.getfile(DeliveryService)).parent / "migrations"
 SYSTEM = Actor.system("orders")
@@ -131,16 +132,6 @@ def cancelled(order_id: str, buyer_id: str, sellers: list[str]) -> OrderCancelle
     return OrderCancelled(
         order_id=order_id, buyer_id=buyer_id, seller_ids=sellers, reason="payment declined"
     )
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], within: float = 5.0, every: float = 0.01
-) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not so within {within} s")
-        await asyncio.sleep(every)
 
 
 @pytest.fixture(params=["inprocess", "http"])

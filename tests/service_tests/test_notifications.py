@@ -46,6 +46,7 @@ from colony.services.notifications.api import SIGNATURE_HEADER, NotificationsApi
 from colony.services.notifications.dispatcher import DeliveryGaveUp, backoff
 from colony.services.notifications.service import NotificationsService
 from colony.services.orders.api import OrderCancelled, OrderCompleted, OrderLine, OrderRefunded
+from waiting import eventually
 
 MIGRATIONS = Path(inspect.getfile(NotificationsService)).parent / "migrations"
 BINDINGS = ["inprocess", "http"]
@@ -152,17 +153,6 @@ def message_for(event: Event, message_id: str | None = None) -> Message:
 
 def address_of(account_id: str) -> str:
     return f"user-{account_id}@example.com"
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], within: float = 5.0) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {within} s")
-        await asyncio.sleep(0.01)
 
 
 @contextlib.asynccontextmanager

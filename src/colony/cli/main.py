@@ -17,8 +17,11 @@ from rich.table import Table
 
 from colony.cli import mail, provider
 from colony.cli import seed as seeding
+from colony.cli import serve as serving
 from colony.cli.companions import running_companions
-from colony.composition import service_definitions
+from colony.composition import SERVICE_NAMES, service_definitions
+from colony.distributed.plan import parse_replicas
+from colony.distributed.running import running_distributed
 from colony.platform.config import Settings
 from colony.platform.logging import configure_logging
 from colony.platform.messaging.consumer import list_dead_letters, load_dead_letter
@@ -135,10 +138,27 @@ def up(
     port: Annotated[int | None, typer.Option(help="Port for the storefront and API.")] = None,
     topology: TopologyOption = None,
     seed_size: Annotated[int, typer.Option(help="Listings to seed on first start.")] = 2000,
+    distributed: Annotated[
+        bool,
+        typer.Option(
+            "--distributed",
+            help="One supervised process per service, events over NATS JetStream.",
+        ),
+    ] = False,
+    replicas: Annotated[
+        str,
+        typer.Option(help="With --distributed: processes per service, e.g. orders=3,inventory=2."),
+    ] = "",
 ) -> None:
     """Start the whole marketplace (one process by default); seeds demo data on first start."""
     settings = _settings(host=host, port=port)
     placement = _topology(settings, topology)
+    try:
+        counts = parse_replicas(replicas, SERVICE_NAMES)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--replicas") from None
+    if counts and not distributed:
+        raise typer.BadParameter("replicas need --distributed", param_hint="--replicas")
 
     async def main() -> None:
         from colony.marketplace import running_marketplace
@@ -155,10 +175,19 @@ def up(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        async with (
-            running_companions(settings) as notes,
-            running_marketplace(settings, placement) as market,
-        ):
+        async with contextlib.AsyncExitStack() as stack:
+            notes = await stack.enter_async_context(running_companions(settings))
+            if distributed:
+                market: Any = await stack.enter_async_context(
+                    running_distributed(settings, counts)
+                )
+                notes += [
+                    f"{p.instance}: pid {c.pid}, {p.url}"
+                    for p, c in zip(market.processes, market.supervisor.children, strict=True)
+                ]
+                notes.append(f"events: {market.nats_url}")
+            else:
+                market = await stack.enter_async_context(running_marketplace(settings, placement))
             console.print(
                 f"[bold green]Colony is up[/] in {time.perf_counter() - started:.2f} s\n"
                 f"  storefront  {market.url}/\n"
@@ -173,6 +202,25 @@ def up(
         console.print("Stopped.")
 
     _run(main())
+
+
+@app.command()
+def serve(
+    name: Annotated[str, typer.Argument(help="A service's name, or gateway.")],
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    instance: Annotated[
+        str | None, typer.Option(help="This replica's name (keep it across restarts).")
+    ] = None,
+    topology: TopologyOption = None,
+) -> None:
+    """Run one service (or the gateway) alone: a process of the multi-process topology."""
+    settings = _settings(host=host, port=port, instance=instance or name)
+    try:
+        _run(serving.serve(settings, name, topology or settings.topology_file))
+    except ValueError as exc:
+        console.print(f"[red]{exc}")
+        raise typer.Exit(2) from None
 
 
 @dlq.command("list")

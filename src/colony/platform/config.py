@@ -24,6 +24,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     search_cache_seconds: float = 2.0
     max_body_bytes: int = 64 * 1024
     dsns: dict[str, str] = msgspec.field(default_factory=dict)
+    """Each service's database (``COLONY_<SERVICE>_DSN``); unset: a SQLite file."""
+    urls: dict[str, str] = msgspec.field(default_factory=dict)
+    """Where callers reach a service placed elsewhere (``COLONY_<SERVICE>_URL``; several
+    replicas' URLs comma-separated). With none, a service runs in the caller's process."""
+    nats_url: str | None = None
+    """NATS JetStream carries events between processes; unset: in-process delivery."""
     # Checkout and what follows it.
     payment_provider_url: str = "http://127.0.0.1:8181"
     payment_timeout_seconds: float = 2.0
@@ -52,15 +58,23 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         fields = {f.name: f for f in msgspec.structs.fields(cls)}
         for name in fields:
             raw = env.get(f"COLONY_{name.upper()}")
-            if raw is not None and name != "dsns":
+            if raw is not None and name not in _PER_SERVICE:
                 values[name] = raw
-        values["dsns"] = {
-            key[len("COLONY_") : -len("_DSN")].lower(): value
-            for key, value in env.items()
-            if key.startswith("COLONY_") and key.endswith("_DSN")
-        }
+        for name, suffix in _PER_SERVICE.items():
+            values[name] = {
+                key[len("COLONY_") : -len(suffix)].lower(): value
+                for key, value in env.items()
+                if key.startswith("COLONY_")
+                and key.endswith(suffix)
+                # COLONY_NATS_URL and the like are settings of their own, not a service's.
+                and key[len("COLONY_") :].lower() not in fields
+                and value
+            }
         values.update(overrides)
         return msgspec.convert(values, cls, strict=False, dec_hook=_decode_path)
+
+
+_PER_SERVICE = {"dsns": "_DSN", "urls": "_URL"}
 
 
 def _decode_path(kind: type, value: object) -> object:

@@ -19,6 +19,11 @@ class Broker(Protocol):
         """Return once every message is durably accepted; raise if any is not."""
         ...
 
+    @property
+    def connected(self) -> bool:
+        """Whether messages can be published now (readiness)."""
+        ...
+
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
 
@@ -30,6 +35,8 @@ class InProcessBroker:
 
     def __init__(self) -> None:
         self._consumers: dict[str, list[Consumer]] = defaultdict(list)
+
+    connected = True
 
     def subscribe(self, consumer: Consumer) -> None:
         for topic in consumer.topics:

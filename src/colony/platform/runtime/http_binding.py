@@ -7,7 +7,9 @@ on the caller's side as the same exception class.
 
 from __future__ import annotations
 
+import itertools
 import types
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -28,8 +30,11 @@ IDEMPOTENCY_FINGERPRINT_HEADER = "x-idempotency-fingerprint"
 _problem_decoder = msgspec.json.Decoder(dict[str, Any])
 
 
-def rpc_app(api: type[Any], implementation: Any) -> Starlette:
-    """Serve ``implementation`` of ``api`` over HTTP."""
+def rpc_app(
+    api: type[Any], implementation: Any, ready: Callable[[], Awaitable[str | None]] | None = None
+) -> Starlette:
+    """Serve ``implementation`` of ``api`` over HTTP, with liveness and readiness probes;
+    ``ready`` returns why the service is not ready, or None when it is."""
     methods = interface_methods(api)
 
     async def call(request: Request) -> Response:
@@ -55,11 +60,22 @@ def rpc_app(api: type[Any], implementation: Any) -> Starlette:
             return Response(status_code=204)
         return Response(spec.encoder.encode(result), media_type="application/json")
 
-    async def health(request: Request) -> Response:
+    async def live(request: Request) -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")
 
+    async def readiness(request: Request) -> Response:
+        problem = await ready() if ready is not None else None
+        if problem is None:
+            return Response(b'{"status":"ready"}', media_type="application/json")
+        body = msgspec.json.encode({"status": "unavailable", "reason": problem})
+        return Response(body, status_code=503, media_type="application/json")
+
     app = Starlette(
-        routes=[Route("/rpc/{method}", call, methods=["POST"]), Route("/health", health)]
+        routes=[
+            Route("/rpc/{method}", call, methods=["POST"]),
+            Route("/health/live", live),
+            Route("/health/ready", readiness),
+        ]
     )
     install_problem_handlers(app)
     return app
@@ -84,27 +100,54 @@ class HttpClientFactory:
             await self._session.close()
             self._session = None
 
-    async def ping(self, base_url: str) -> None:
-        try:
-            async with self.session().get(base_url.rstrip("/") + "/health") as response:
-                if response.status != 200:
-                    raise ServiceUnavailable(f"{base_url} answered {response.status}")
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ServiceUnavailable(f"{base_url}: {exc}") from exc
+    async def ping(self, base_urls: Sequence[str]) -> None:
+        """Succeed if any replica answers its readiness probe."""
+        errors = []
+        for base_url in base_urls:
+            try:
+                async with self.session().get(base_url.rstrip("/") + "/health/ready") as response:
+                    if response.status == 200:
+                        return
+                    errors.append(f"{base_url} answered {response.status}")
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                errors.append(f"{base_url}: {exc!r}")
+        raise ServiceUnavailable("; ".join(errors))
 
-    def client(self, api: type[Any], base_url: str) -> Any:
-        """An object with the interface's methods, each a POST to the service."""
+    def client(self, api: type[Any], base_urls: Sequence[str]) -> Any:
+        """An object with the interface's methods, each a POST to one of the replicas."""
         methods = interface_methods(api)
+        replicas = Replicas(base_urls)
         namespace = {
-            name: _remote_method(self, spec, base_url.rstrip("/") + "/rpc/" + name)
-            for name, spec in methods.items()
+            name: _remote_method(self, spec, replicas) for name, spec in methods.items()
         }
-        namespace["__repr__"] = lambda self: f"<HTTP client {api.__name__} at {base_url}>"
+        namespace["__repr__"] = lambda self: f"<HTTP client {api.__name__} at {replicas}>"
         cls = types.new_class(f"Http{api.__name__}", (), {}, lambda ns: ns.update(namespace))
         return cls()
 
 
-def _remote_method(factory: HttpClientFactory, spec: MethodSpec, url: str) -> Any:
+class Replicas:
+    """Round robin over a service's replicas. A replica that refuses the connection is passed
+    over for the next one: the request never reached it, so sending it elsewhere is safe
+    whatever the method does. Any later failure is the caller's to handle."""
+
+    def __init__(self, base_urls: Sequence[str]) -> None:
+        if not base_urls:
+            raise ValueError("a remote service needs at least one URL")
+        self.base_urls = [url.rstrip("/") for url in base_urls]
+        self._next = itertools.cycle(range(len(self.base_urls)))
+
+    def __repr__(self) -> str:
+        return ", ".join(self.base_urls)
+
+    def rotation(self) -> list[str]:
+        """Every replica once, starting with the next in turn."""
+        first = next(self._next)
+        return self.base_urls[first:] + self.base_urls[:first]
+
+
+def _remote_method(factory: HttpClientFactory, spec: MethodSpec, replicas: Replicas) -> Any:
+    path = "/rpc/" + spec.name
+
     async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
         bound = spec.signature.bind(self, *args, **kwargs)
         arguments = dict(bound.arguments)
@@ -116,12 +159,19 @@ def _remote_method(factory: HttpClientFactory, spec: MethodSpec, url: str) -> An
         if idem := context.idempotency_request():
             headers[IDEMPOTENCY_KEY_HEADER] = idem.key
             headers[IDEMPOTENCY_FINGERPRINT_HEADER] = idem.fingerprint
-        try:
-            async with factory.session().post(url, data=body, headers=headers) as response:
-                payload = await response.read()
-                status = response.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ServiceUnavailable(f"{url}: {exc.__class__.__name__}: {exc}") from exc
+        for base_url in replicas.rotation():
+            url = base_url + path
+            try:
+                async with factory.session().post(url, data=body, headers=headers) as response:
+                    payload = await response.read()
+                    status = response.status
+                break
+            except aiohttp.ClientConnectorError as exc:
+                refused: Exception = exc
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise ServiceUnavailable(f"{url}: {exc.__class__.__name__}: {exc}") from exc
+        else:
+            raise ServiceUnavailable(f"{replicas}: {refused}") from refused
         if status >= 400:
             try:
                 problem = _problem_decoder.decode(payload)

@@ -15,11 +15,13 @@ from __future__ import annotations
 import inspect
 from graphlib import TopologicalSorter
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from colony.platform.config import Settings
 from colony.platform.errors import ServiceUnavailable
 from colony.platform.logging import get_logger
 from colony.platform.messaging import Broker, Consumer, InProcessBroker, Outbox, OutboxRelay
+from colony.platform.messaging.jetstream import JetStreamBroker
 from colony.platform.runtime.definition import ServiceContext, ServiceDefinition
 from colony.platform.runtime.http_binding import HttpClientFactory, rpc_app
 from colony.platform.runtime.topology import Topology
@@ -42,7 +44,8 @@ class Runtime:
         self.settings = settings
         self.topology = topology or Topology.one_process()
         self.definitions = {d.name: d for d in definitions}
-        self.broker = broker or InProcessBroker()
+        self._given_broker = broker
+        self.broker: Broker = broker or InProcessBroker()
         self.services: dict[str, Any] = {}
         self.databases: dict[str, Database] = {}
         self.relays: dict[str, OutboxRelay] = {}
@@ -60,6 +63,10 @@ class Runtime:
     async def start(self, background: bool = True) -> None:
         """Start every local service; with ``background=False`` no relay or server runs
         (for commands such as ``colony seed`` that drive the services themselves)."""
+        if background and self._given_broker is None and self.settings.nats_url:
+            # Only a runtime that runs in the background takes messages from the broker: a
+            # command driving the services directly delivers what it causes in-process.
+            self.broker = JetStreamBroker(self.settings.nats_url, self.settings.instance)
         for name in self.local_names():
             await self._start_service(self.definitions[name])
         await self.broker.start()
@@ -72,7 +79,8 @@ class Runtime:
             for name in self.local_names():
                 placement = self.topology.placement(name)
                 if placement.binding == "http":
-                    await self._serve(name, placement.url or "")
+                    address = urlsplit(placement.addresses[0])
+                    await self.serve(name, address.hostname or "127.0.0.1", address.port or 80)
 
     async def _start_service(self, definition: ServiceDefinition) -> None:
         db = open_database(definition.name, self.settings.dsn_for(definition.name))
@@ -96,13 +104,22 @@ class Runtime:
             self.consumers[definition.name] = consumer
             self.broker.subscribe(consumer)
 
-    async def _serve(self, name: str, url: str) -> None:
-        host, _, port = url.removeprefix("http://").rstrip("/").partition(":")
+    async def serve(self, name: str, host: str, port: int) -> HttpServer:
+        """Serve a local service's interface over HTTP, with its health probes."""
+
+        async def ready() -> str | None:
+            try:
+                await self._ping_database(name)
+            except ServiceUnavailable as exc:
+                return str(exc)
+            return None if self.broker.connected else "the message broker is unreachable"
+
         server = HttpServer(
-            rpc_app(self.definitions[name].api, self.services[name]), host, int(port)
+            rpc_app(self.definitions[name].api, self.services[name], ready), host, port
         )
         await server.start()
         self.servers[name] = server
+        return server
 
     def client(self, api: type[Api]) -> Api:
         name = self._by_api[api]
@@ -112,7 +129,7 @@ class Runtime:
         if placement.binding == "inprocess":
             client = self.services[name]
         else:
-            client = self._http.client(api, placement.url or "")
+            client = self._http.client(api, placement.addresses)
         self._clients[name] = client
         return client  # type: ignore[no-any-return]
 
@@ -120,7 +137,10 @@ class Runtime:
         """Raise ServiceUnavailable unless the service answers where its callers reach it."""
         placement = self.topology.placement(name)
         if placement.binding == "http":
-            await self._http.ping(placement.url or "")
+            await self._http.ping(placement.addresses)
+        await self._ping_database(name)
+
+    async def _ping_database(self, name: str) -> None:
         if name in self.databases:
             try:
                 await self.databases[name].fetch_value("SELECT 1")

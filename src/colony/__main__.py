@@ -1,0 +1,5 @@
+"""``python -m colony``: the same as the ``colony`` command."""
+
+from colony.cli.main import app
+
+app()

@@ -1,0 +1,46 @@
+"""``colony serve NAME``: one process of the multi-process topology — a single service, or the
+gateway — finding the others from the topology file or ``COLONY_<SERVICE>_URL``."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+from colony.composition import SERVICE_NAMES, service_definitions
+from colony.distributed.plan import GATEWAY
+from colony.platform.config import Settings
+from colony.platform.logging import get_logger
+from colony.platform.runtime import Runtime, Topology
+
+_log = get_logger("serve")
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def serve(settings: Settings, name: str, topology_file: Path | None) -> None:
+    if name != GATEWAY and name not in SERVICE_NAMES:
+        raise ValueError(f"no service named {name!r}")
+    placed = Topology.load(topology_file) if topology_file else Topology.from_urls(settings.urls)
+    stop = _stop_on_signals()
+    if name == GATEWAY:
+        from colony.marketplace import running_marketplace
+
+        async with running_marketplace(settings, placed.hosting(None, SERVICE_NAMES)):
+            _log.info("serving", service=name, port=settings.port)
+            await stop.wait()
+        return
+    runtime = Runtime(settings, service_definitions(), placed.hosting(name, SERVICE_NAMES))
+    await runtime.start()
+    try:
+        await runtime.serve(name, settings.host, settings.port)
+        _log.info("serving", service=name, port=settings.port, instance=settings.instance)
+        await stop.wait()
+    finally:
+        await runtime.stop()

@@ -1,0 +1,123 @@
+"""Keeps the processes of the multi-process topology running: a process that exits without
+being asked to is started again, after a backoff that grows while it keeps failing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from colony.distributed.plan import ServiceProcess
+from colony.platform.logging import get_logger
+
+_log = get_logger("supervisor")
+
+
+@dataclass(frozen=True, slots=True)
+class RestartPolicy:
+    initial_seconds: float = 0.5
+    max_seconds: float = 30.0
+    stable_after_seconds: float = 30.0
+    """A process that ran this long before failing starts again at the initial backoff."""
+
+    def backoff(self, failures: int) -> float:
+        return min(self.max_seconds, self.initial_seconds * 2 ** max(0, failures - 1))
+
+
+@dataclass
+class Supervised:
+    spec: ServiceProcess
+    process: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+    failures: int = 0
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+
+class Supervisor:
+    def __init__(
+        self, environment: Mapping[str, str], policy: RestartPolicy | None = None
+    ) -> None:
+        self.environment = dict(environment)
+        self.policy = policy or RestartPolicy()
+        self.children: list[Supervised] = []
+        self._stopping = False
+
+    async def start(self, spec: ServiceProcess) -> Supervised:
+        child = Supervised(spec)
+        self.children.append(child)
+        await self._spawn(child)
+        child.task = asyncio.create_task(self._watch(child), name=f"supervise-{spec.instance}")
+        return child
+
+    async def _spawn(self, child: Supervised) -> None:
+        env = {**os.environ, **self.environment}
+        child.process = await asyncio.create_subprocess_exec(*child.spec.command(), env=env)
+        _log.info("started", instance=child.spec.instance, pid=child.process.pid)
+
+    async def _watch(self, child: Supervised) -> None:
+        while True:
+            assert child.process is not None
+            started = time.monotonic()
+            code = await child.process.wait()
+            if self._stopping:
+                return
+            if time.monotonic() - started >= self.policy.stable_after_seconds:
+                child.failures = 0
+            child.failures += 1
+            delay = self.policy.backoff(child.failures)
+            _log.warning(
+                "process exited; restarting",
+                instance=child.spec.instance,
+                exit_code=code,
+                restart_in_seconds=delay,
+            )
+            await asyncio.sleep(delay)
+            if self._stopping:
+                return
+            child.restarts += 1
+            await self._spawn(child)
+
+    async def wait_ready(self, child: Supervised, within: float = 60.0) -> None:
+        """Until the process answers its readiness probe."""
+        url = child.spec.url + "/health/ready"
+        deadline = time.monotonic() + within
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+            while True:
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with session.get(url) as response:
+                        if response.status == 200:
+                            return
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{child.spec.instance} was not ready within {within} s")
+                await asyncio.sleep(0.1)
+
+    async def stop(self, grace_seconds: float = 10.0) -> None:
+        """Ask every process to stop (SIGTERM), then kill what is still there after the grace."""
+        self._stopping = True
+        running = [c.process for c in self.children if c.process and c.process.returncode is None]
+        for process in running:
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+        try:
+            async with asyncio.timeout(grace_seconds):
+                await asyncio.gather(*(p.wait() for p in running))
+        except TimeoutError:
+            for process in running:
+                if process.returncode is None:
+                    _log.warning("process did not stop; killing it", pid=process.pid)
+                    process.kill()
+                    await process.wait()
+        for child in self.children:
+            if child.task is not None:
+                child.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await child.task

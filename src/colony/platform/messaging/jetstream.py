@@ -1,0 +1,219 @@
+"""Events between processes over NATS JetStream.
+
+Deliberate choices, each against a way messages get lost or doubled:
+
+- **One durable stream on file storage** (``COLONY``, subjects ``colony.>``). Limits retention
+  with a maximum age rather than interest retention: a subscriber whose consumer does not
+  exist yet (a service deployed later) still finds every event of that age.
+- **Durability of an acknowledged publish is the server's sync policy**, which no client can
+  set: JetStream acknowledges before it fsyncs unless the server runs with
+  ``jetstream { sync_interval: always }``. The nats-server Colony starts for itself does;
+  a server you bring should too (see deploy/nats/nats.conf). The cost is an fsync per write.
+- **Broker-side deduplication**: every publish carries the outbox row's id as ``Nats-Msg-Id``,
+  so a relay that publishes a batch again after a crash inside the duplicate window stores it
+  once. Past the window, the consumer's inbox absorbs it.
+- **Durable pull consumers, one per (subscribing service, source service)**, filtered to
+  ``colony.<source>.>``: replicas of a service bind the same durable consumer and compete for
+  its messages. Explicit acks, sent only after the inbox row and the effect commit; unacked
+  messages come back after ``ack_wait``. After ``max_deliver`` deliveries a message is parked
+  in the dead-letter store instead of being tried again (the process died on it each time).
+- **Batches both ways**: a relay batch is published pipelined and awaited as a whole; a
+  consumer fetches up to ``fetch_batch`` messages and applies them in one transaction.
+
+Ordering: the stream keeps publish order, and a relay publishes its outbox in commit order,
+so the events of one aggregate (which all come from one service) reach each consumer in the
+order they happened, and one replica applies a fetched batch in order. Replicas of one
+subscriber fetch different batches concurrently, so two events of the same aggregate in
+flight at the same moment may be applied by two replicas in either order; the handlers that
+care are guarded by state (a shipment moves only forward, a payout needs a capture).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.js import api
+
+from colony.platform.logging import get_logger
+from colony.platform.messaging.consumer import Consumer, record_dead_letter
+from colony.platform.messaging.message import Message, decode_message, encode_message
+
+_log = get_logger("jetstream")
+
+
+@dataclass(frozen=True, slots=True)
+class JetStreamPolicy:
+    stream: str = "COLONY"
+    subject_prefix: str = "colony"
+    max_age_seconds: float = 7 * 24 * 3600.0
+    duplicate_window_seconds: float = 120.0
+    ack_wait_seconds: float = 30.0
+    max_deliver: int = 5
+    max_ack_pending: int = 2000
+    fetch_batch: int = 100
+    fetch_wait_seconds: float = 1.0
+    publish_timeout_seconds: float = 10.0
+
+
+class JetStreamBroker:
+    def __init__(self, url: str, client_name: str, policy: JetStreamPolicy | None = None) -> None:
+        self.url = url
+        self.client_name = client_name
+        self.policy = policy or JetStreamPolicy()
+        self._consumers: list[Consumer] = []
+        self._nc: Any = None
+        self._js: Any = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def subject(self, topic: str) -> str:
+        return f"{self.policy.subject_prefix}.{topic}"
+
+    def subscribe(self, consumer: Consumer) -> None:
+        self._consumers.append(consumer)
+
+    @property
+    def connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
+
+    async def start(self) -> None:
+        self._nc = await nats.connect(
+            self.url,
+            name=self.client_name,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            connect_timeout=5,
+        )
+        self._js = self._nc.jetstream(timeout=self.policy.publish_timeout_seconds)
+        await self._ensure_stream()
+        for consumer in self._consumers:
+            for source, durable in self._durables(consumer).items():
+                subscription = await self._bind(durable, source)
+                self._tasks.append(
+                    asyncio.create_task(
+                        self._fetch_loop(consumer, subscription), name=f"jetstream-{durable}"
+                    )
+                )
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self._nc is not None:
+            # Drain flushes pending acks; bounded, because with the server gone it would wait
+            # for a reconnection forever.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2.0):
+                    await self._nc.drain()
+            with contextlib.suppress(Exception):
+                await self._nc.close()
+            self._nc = None
+
+    async def publish(self, messages: Sequence[Message]) -> None:
+        """Publish pipelined; return once the server has stored every one (raise otherwise,
+        and the relay publishes the batch again: the message ids make that harmless)."""
+        if self._js is None:
+            raise RuntimeError("the JetStream broker is not started")
+        acks = []
+        for message in messages:
+            acks.append(
+                await self._js.publish_async(
+                    self.subject(message.topic),
+                    encode_message(message),
+                    headers={"Nats-Msg-Id": message.id},
+                    wait_stall=self.policy.publish_timeout_seconds,
+                )
+            )
+        async with asyncio.timeout(self.policy.publish_timeout_seconds):
+            await asyncio.gather(*acks)
+
+    async def _ensure_stream(self) -> None:
+        config = api.StreamConfig(
+            name=self.policy.stream,
+            subjects=[f"{self.policy.subject_prefix}.>"],
+            retention=api.RetentionPolicy.LIMITS,
+            storage=api.StorageType.FILE,
+            max_age=self.policy.max_age_seconds,
+            duplicate_window=self.policy.duplicate_window_seconds,
+            num_replicas=1,
+        )
+        try:
+            await self._js.add_stream(config)
+        except nats.js.errors.BadRequestError:
+            # It exists with another configuration (an older Colony's): bring it up to date.
+            await self._js.update_stream(config)
+
+    def _durables(self, consumer: Consumer) -> dict[str, str]:
+        sources = sorted({topic.split(".", 1)[0] for topic in consumer.topics})
+        return {source: f"{consumer.name}-from-{source}" for source in sources}
+
+    async def _bind(self, durable: str, source: str) -> Any:
+        config = api.ConsumerConfig(
+            name=durable,
+            durable_name=durable,
+            deliver_policy=api.DeliverPolicy.ALL,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=self.policy.ack_wait_seconds,
+            max_deliver=self.policy.max_deliver,
+            max_ack_pending=self.policy.max_ack_pending,
+            filter_subject=f"{self.policy.subject_prefix}.{source}.>",
+        )
+        with contextlib.suppress(nats.js.errors.BadRequestError):
+            # Created by a replica that started first: bind to it as it is.
+            await self._js.add_consumer(self.policy.stream, config)
+        return await self._js.pull_subscribe_bind(durable=durable, stream=self.policy.stream)
+
+    async def _fetch_loop(self, consumer: Consumer, subscription: Any) -> None:
+        log = _log.bind(consumer=consumer.name)
+        while True:
+            try:
+                fetched = await subscription.fetch(
+                    self.policy.fetch_batch, timeout=self.policy.fetch_wait_seconds
+                )
+            except (nats.errors.TimeoutError, TimeoutError):
+                continue  # nothing arrived within the wait
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the connection is down; nats-py reconnects
+                log.warning("fetch failed", error=repr(exc))
+                await asyncio.sleep(0.5)
+                continue
+            try:
+                await self._apply(consumer, fetched)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # Unacked, so JetStream delivers them again after ack_wait.
+                log.error("batch not applied; left for redelivery", error=repr(exc))
+
+    async def _apply(self, consumer: Consumer, fetched: list[Any]) -> None:
+        handled = set(consumer.topics)
+        batch: list[Message] = []
+        for msg in fetched:
+            message = decode_message(msg.data)
+            if message.topic not in handled:
+                continue  # another topic of the same source: nothing to do here
+            if msg.metadata.num_delivered >= self.policy.max_deliver:
+                await record_dead_letter(
+                    consumer.db,
+                    consumer.name,
+                    message,
+                    f"delivered {msg.metadata.num_delivered} times without an acknowledgement",
+                    msg.metadata.num_delivered,
+                )
+                continue
+            batch.append(message)
+        if batch:
+            await consumer.deliver_all(batch)
+        for msg in fetched:
+            await msg.ack()
+
