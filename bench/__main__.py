@@ -30,6 +30,7 @@ STARTUP_BAR_S = 3.0
 RSS_BAR_MB = 300
 CHECKOUT_BAR_OPS = 300
 CHECKOUT_BAR_P99_MS = 100
+DISTRIBUTED_CHECKOUT_BAR_OPS = 100
 
 
 def wrk(url: str, seconds: int, connections: int, script: Path | None = None) -> dict:
@@ -87,7 +88,9 @@ def stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def start_marketplace(data_dir: Path, port: int, **env: str) -> tuple[subprocess.Popen, float]:
+def start_marketplace(
+    data_dir: Path, port: int, options: tuple[str, ...] = (), **env: str
+) -> tuple[subprocess.Popen, float]:
     environ = {
         **os.environ,
         "COLONY_DATA_DIR": str(data_dir),
@@ -97,7 +100,7 @@ def start_marketplace(data_dir: Path, port: int, **env: str) -> tuple[subprocess
     }
     started = time.perf_counter()
     process = subprocess.Popen(
-        [str(BIN / "colony"), "up"],
+        [str(BIN / "colony"), "up", *options],
         env=environ,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -120,12 +123,20 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=3000, help="orders in the checkout run")
     parser.add_argument("--checkout-concurrency", type=int, default=64)
     parser.add_argument("--latency-seconds", type=int, default=10)
-    parser.add_argument("--only", choices=("all", "browse", "checkout"), default="all")
+    parser.add_argument(
+        "--replicas", default="", help="replicas in the multi-process run, e.g. orders=2"
+    )
+    parser.add_argument(
+        "--only",
+        choices=("all", "browse", "checkout", "distributed"),
+        default="all",
+        help="checkout: in both topologies; distributed: one process per service alone",
+    )
     parser.add_argument(
         "--no-profile", action="store_true", help="skip py-spy on the checkout throughput run"
     )
     args = parser.parse_args()
-    if args.only != "checkout" and shutil.which("wrk") is None:
+    if args.only in ("all", "browse") and shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: install it from the OS packages (apt-get install wrk).")
 
     results: dict = {
@@ -146,9 +157,11 @@ def main() -> None:
             stdout=subprocess.DEVNULL,
         )
 
-        if args.only in ("all", "checkout"):
-            results["checkout"] = checkout_run(data_dir, args)
-        if args.only == "checkout":
+        if args.only in ("all", "checkout", "distributed"):
+            if args.only != "distributed":
+                results["checkout"] = checkout_run(data_dir, args)
+            results["checkout_distributed"] = checkout_run(data_dir, args, distributed=True)
+        if args.only in ("checkout", "distributed"):
             report(results)
             return
 
@@ -194,25 +207,30 @@ def main() -> None:
     report(results)
 
 
-def checkout_run(data_dir: Path, args: argparse.Namespace) -> dict:
-    """The checkout workload against ``colony up`` (one process), the provider beside it.
+def checkout_run(data_dir: Path, args: argparse.Namespace, distributed: bool = False) -> dict:
+    """The checkout workload against ``colony up`` (one process, or ``--distributed``: one
+    process per service), the provider beside it.
 
     Buyers' accounts use the fast password hash: registering thousands is set-up, not what
     is measured."""
     from bench import checkout
 
-    print("Checkout…", flush=True)
+    print(f"Checkout, {'one process per service' if distributed else 'one process'}…", flush=True)
     port = free_port()
+    options: tuple[str, ...] = ("--distributed",) if distributed else ()
+    if distributed and args.replicas:
+        options += ("--replicas", args.replicas)
     process, _ = start_marketplace(
         data_dir,
         port,
+        options,
         COLONY_PASSWORD_HASH_COST="fast",
         COLONY_PAYMENT_PROVIDER_URL=f"http://127.0.0.1:{free_port()}",
         COLONY_SMTP_PORT=str(free_port()),
         COLONY_MAIL_SINK_HTTP_PORT=str(free_port()),
     )
     profiler = None
-    if not args.no_profile and (BIN / "py-spy").exists():
+    if not distributed and not args.no_profile and (BIN / "py-spy").exists():
         out = HERE / "results"
         out.mkdir(exist_ok=True)
         profiler = checkout.Profiler(process.pid, out / "checkout-profile.txt")
@@ -224,6 +242,7 @@ def checkout_run(data_dir: Path, args: argparse.Namespace) -> dict:
             args.checkout_concurrency,
             args.latency_seconds,
             profiler,
+            server_pid=process.pid,
         )
     finally:
         stop(process)
@@ -247,6 +266,34 @@ def _median(runs: list[dict]) -> dict:
 
 def report(results: dict) -> None:
     rows = []
+    if "checkout_distributed" in results:
+        throughput = results["checkout_distributed"]["throughput"]
+        latency = results["checkout_distributed"]["latency"]
+        single = results.get("checkout", {}).get("throughput", {})
+        rows += [
+            (
+                "checkout, one process per service: orders/s",
+                f"{throughput['completed_per_s']:,.0f} orders/s of {throughput['orders']:,}"
+                f" {throughput['outcomes']}",
+                f">= {DISTRIBUTED_CHECKOUT_BAR_OPS} orders/s",
+                throughput["completed_per_s"] >= DISTRIBUTED_CHECKOUT_BAR_OPS
+                and throughput["outcomes"].get("completed") == throughput["orders"],
+            ),
+            (
+                "  its POST latency, at full load / half rate",
+                f"p50 {throughput['post_p50_ms']} / {latency['post_p50_ms']} ms,"
+                f" p99 {throughput['post_p99_ms']} / {latency['post_p99_ms']} ms",
+                "(for reference)",
+                True,
+            ),
+            (
+                "  CPU seconds per 1,000 orders",
+                f"{throughput['cpu_s_per_1000_orders']} s (one process:"
+                f" {single.get('cpu_s_per_1000_orders', '-')} s)",
+                "(the cost of distribution)",
+                True,
+            ),
+        ]
     if "checkout" in results:
         throughput = results["checkout"]["throughput"]
         latency = results["checkout"]["latency"]
@@ -264,6 +311,12 @@ def report(results: dict) -> None:
                 f"p50 {latency['post_p50_ms']} ms, p99 {latency['post_p99_ms']} ms",
                 f"p99 < {CHECKOUT_BAR_P99_MS} ms",
                 latency["post_p99_ms"] < CHECKOUT_BAR_P99_MS,
+            ),
+            (
+                "  CPU seconds per 1,000 orders",
+                f"{throughput['cpu_s_per_1000_orders']} s",
+                "(for reference)",
+                True,
             ),
         ]
     if "browse" in results:

@@ -1,7 +1,8 @@
 """The checkout benchmark: concurrent buyers, each checking out a 3-item cart.
 
 Run by ``make bench`` (or ``.venv/bin/python -m bench --only checkout``). Against ``colony up``
-in the one-process topology, with the provider simulator in its own process:
+in the one-process topology and then ``colony up --distributed`` (one process per service,
+events over JetStream, SQLite files), with the provider simulator in its own process:
 
 1. set-up, not timed: register buyers, log them in, fill each cart with 3 in-stock items;
 2. throughput: every buyer posts its order, ``--concurrency`` at a time; the clock runs from
@@ -10,11 +11,16 @@ in the one-process topology, with the provider simulator in its own process:
    does not load the server. Reported: completed orders/s, and how many ended otherwise;
 3. latency: orders posted open-loop at half the measured rate (a fixed schedule, not
    waiting for answers), the POST's p50 and p99 reported.
+
+CPU seconds per 1,000 orders count every process of the marketplace (``colony up`` and all
+its descendants: services, NATS, provider, mail sink) over the throughput run: the price of
+distribution, set against the one-process figure of the same run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import signal
 import sqlite3
@@ -147,6 +153,25 @@ def _seconds_between(first: str, last: str) -> float:
     return (datetime.fromisoformat(last) - datetime.fromisoformat(first)).total_seconds()
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and all its descendants, reaped ones included:
+    the whole marketplace's cost, whatever number of processes it runs as."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        utime, stime, cutime, cstime = (int(v) for v in fields[11:15])
+        total += (utime + stime + cutime + cstime) / tick
+        pending += [int(child) for child in children]
+    return total
+
+
 async def run(
     base: str,
     data_dir: Path,
@@ -154,6 +179,7 @@ async def run(
     concurrency: int,
     latency_seconds: int,
     profiler: Profiler | None = None,
+    server_pid: int | None = None,
 ) -> dict:
     orders_db = data_dir / "orders.db"
     connector = aiohttp.TCPConnector(limit=concurrency + 16)
@@ -173,11 +199,13 @@ async def run(
 
         if profiler:
             profiler.start()
+        cpu_before = tree_cpu_seconds(server_pid) if server_pid else None
         started = time.perf_counter()
         posted = await asyncio.gather(*(bounded(b) for b in buyers))
         post_seconds = time.perf_counter() - started
         ids = {order_id for _, order_id in posted}
         counts = await wait_for_sagas(orders_db, ids, within=300)
+        cpu = tree_cpu_seconds(server_pid) - cpu_before if server_pid and cpu_before else None
         if profiler:
             profiler.stop()
         _, first, last = saga_outcomes(orders_db, ids)
@@ -192,6 +220,7 @@ async def run(
             "completed_per_s": round(completed / span, 1),
             "post_p50_ms": round(statistics.median(s for s, _ in posted) * 1000, 1),
             "post_p99_ms": round(_percentile([s for s, _ in posted], 99) * 1000, 1),
+            "cpu_s_per_1000_orders": round(cpu / len(ids) * 1000, 1) if cpu else None,
         }
         print(f"  throughput: {throughput}", flush=True)
 
@@ -234,8 +263,11 @@ def run_sync(
     concurrency: int,
     latency_seconds: int,
     profiler: Profiler | None = None,
+    server_pid: int | None = None,
 ) -> dict:
-    return asyncio.run(run(base, data_dir, orders, concurrency, latency_seconds, profiler))
+    return asyncio.run(
+        run(base, data_dir, orders, concurrency, latency_seconds, profiler, server_pid)
+    )
 
 
 class Profiler:

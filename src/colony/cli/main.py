@@ -215,7 +215,7 @@ def serve(
     topology: TopologyOption = None,
 ) -> None:
     """Run one service (or the gateway) alone: a process of the multi-process topology."""
-    settings = _settings(host=host, port=port, instance=instance or name)
+    settings = _settings(host=host, port=port, instance=instance)
     try:
         _run(serving.serve(settings, name, topology or settings.topology_file))
     except ValueError as exc:
