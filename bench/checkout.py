@@ -153,23 +153,33 @@ def _seconds_between(first: str, last: str) -> float:
     return (datetime.fromisoformat(last) - datetime.fromisoformat(first)).total_seconds()
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) of a process and all its descendants, reaped ones included:
-    the whole marketplace's cost, whatever number of processes it runs as."""
+def tree_cpu_seconds(pid: int) -> Counter[str]:
+    """CPU time (user + system) of a process and all its descendants, reaped ones included,
+    by program (a service's name for ``colony serve``): the whole marketplace's cost, whatever
+    number of processes it runs as."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    spent: Counter[str] = Counter()
     pending = [pid]
     while pending:
         current = pending.pop()
         try:
             fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
             children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+            argv = Path(f"/proc/{current}/cmdline").read_bytes().decode().split("\0")
         except (FileNotFoundError, ProcessLookupError):
             continue
         utime, stime, cutime, cstime = (int(v) for v in fields[11:15])
-        total += (utime + stime + cutime + cstime) / tick
+        spent[_program(argv)] += (utime + stime + cutime + cstime) / tick
         pending += [int(child) for child in children]
-    return total
+    return spent
+
+
+def _program(argv: list[str]) -> str:
+    if "serve" in argv:
+        return argv[argv.index("serve") + 1]
+    if "-m" in argv:
+        return argv[argv.index("-m") + 1].removeprefix("colony.")
+    return Path(argv[0]).name if "up" not in argv else "colony up"
 
 
 async def run(
@@ -205,7 +215,10 @@ async def run(
         post_seconds = time.perf_counter() - started
         ids = {order_id for _, order_id in posted}
         counts = await wait_for_sagas(orders_db, ids, within=300)
-        cpu = tree_cpu_seconds(server_pid) - cpu_before if server_pid and cpu_before else None
+        cpu_by_program = (
+            tree_cpu_seconds(server_pid) - cpu_before if server_pid and cpu_before else None
+        )
+        cpu = sum(cpu_by_program.values()) if cpu_by_program else None
         if profiler:
             profiler.stop()
         _, first, last = saga_outcomes(orders_db, ids)
@@ -221,6 +234,10 @@ async def run(
             "post_p50_ms": round(statistics.median(s for s, _ in posted) * 1000, 1),
             "post_p99_ms": round(_percentile([s for s, _ in posted], 99) * 1000, 1),
             "cpu_s_per_1000_orders": round(cpu / len(ids) * 1000, 1) if cpu else None,
+            "cpu_s_per_1000_orders_by_program": {
+                name: round(seconds / len(ids) * 1000, 2)
+                for name, seconds in (cpu_by_program or Counter()).most_common()
+            },
         }
         print(f"  throughput: {throughput}", flush=True)
 
