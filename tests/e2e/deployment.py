@@ -55,7 +55,11 @@ class Deployment:
             "COLONY_PAYMENT_PROVIDER_URL": self.provider_url,
             "COLONY_PAYMENT_TIMEOUT_SECONDS": "0.5",
             "COLONY_SAGA_STEP_TIMEOUT_SECONDS": "2",
-            "COLONY_SAGA_LEASE_SECONDS": "5",
+            # A replica's sagas pass to another 2 s after it stops renewing their leases, and
+            # the supervisor waits 8 s before restarting a process: long enough to see that
+            # the other replica finished them.
+            "COLONY_SAGA_LEASE_SECONDS": "2",
+            "COLONY_RESTART_BACKOFF_SECONDS": "8",
             "COLONY_COURIER_STEP_SECONDS": "3600",
             "COLONY_SMTP_PORT": str(free_port()),
             "COLONY_MAIL_SINK_HTTP_PORT": str(free_port()),

@@ -24,7 +24,7 @@ class DistributedMarketplace:
 
 @contextlib.asynccontextmanager
 async def running_distributed(
-    settings: Settings, replicas: dict[str, int], restart: RestartPolicy | None = None
+    settings: Settings, replicas: dict[str, int]
 ) -> AsyncIterator[DistributedMarketplace]:
     """Start every service's processes, then the gateway, each supervised; events over the
     NATS at ``settings.nats_url``, or over a nats-server started here when there is none."""
@@ -40,7 +40,7 @@ async def running_distributed(
                 "COLONY_NATS_URL": nats_url,
                 "COLONY_DATA_DIR": str(settings.data_dir.resolve()),
             },
-            restart,
+            RestartPolicy(initial_seconds=settings.restart_backoff_seconds),
         )
         stack.push_async_callback(supervisor.stop)
         services = [p for p in processes if p.service != GATEWAY]

@@ -30,6 +30,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     replicas' URLs comma-separated). With none, a service runs in the caller's process."""
     nats_url: str | None = None
     """NATS JetStream carries events between processes; unset: in-process delivery."""
+    restart_backoff_seconds: float = 0.5
+    """How long the supervisor waits before starting a process that exited; doubled while it
+    keeps failing, up to 30 s."""
+    """NATS JetStream carries events between processes; unset: in-process delivery."""
     # Checkout and what follows it.
     payment_provider_url: str = "http://127.0.0.1:8181"
     payment_timeout_seconds: float = 2.0
