@@ -80,6 +80,7 @@ class Dispatcher:
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
+        self._mailer = mailer.Mailer(settings.smtp_host, settings.smtp_port)
         self._log = get_logger("notifications.dispatcher")
 
     def wake(self) -> None:
@@ -100,6 +101,7 @@ class Dispatcher:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        await self._mailer.close()
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -212,7 +214,7 @@ class Dispatcher:
             messages.greeted(recipient["name"], bytes(row["payload"]).decode()),
         )
         try:
-            await mailer.send(message, self.settings.smtp_host, self.settings.smtp_port)
+            await self._mailer.send(message)
         except DeliveryFailed as exc:
             exc.target = recipient["email"]
             raise

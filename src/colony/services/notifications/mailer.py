@@ -1,7 +1,9 @@
-"""E-mail over SMTP: one message per delivery, one connection per message."""
+"""E-mail over SMTP: one message per delivery, over a few connections kept open."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate
 
@@ -30,14 +32,47 @@ def compose(
     return message
 
 
-async def send(message: EmailMessage, host: str, port: int) -> None:
-    try:
-        await aiosmtplib.send(
-            message,
-            hostname=host,
-            port=port,
-            timeout=TIMEOUT_SECONDS,
-            local_hostname=LOCAL_HOSTNAME,
-        )
-    except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-        raise DeliveryFailed(f"SMTP {host}:{port}: {exc.__class__.__name__}: {exc}") from None
+class Mailer:
+    """Sends over up to ``connections`` SMTP connections kept open between messages: opening
+    one per message (TCP, greeting, EHLO) cost more than the message itself at checkout
+    rates. A kept connection the server has since closed is replaced and the message sent
+    again on the new one, once."""
+
+    def __init__(self, host: str, port: int, connections: int = 4) -> None:
+        self.host = host
+        self.port = port
+        self._idle: list[aiosmtplib.SMTP] = []
+        self._slots = asyncio.Semaphore(connections)
+
+    async def send(self, message: EmailMessage) -> None:
+        async with self._slots:
+            client = self._idle.pop() if self._idle else None
+            if client is not None:
+                try:
+                    await client.send_message(message)
+                except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                    client.close()  # gone stale while idle: try once on a fresh one
+                else:
+                    self._idle.append(client)
+                    return
+            client = aiosmtplib.SMTP(
+                hostname=self.host,
+                port=self.port,
+                timeout=TIMEOUT_SECONDS,
+                local_hostname=LOCAL_HOSTNAME,
+            )
+            try:
+                await client.connect()
+                await client.send_message(message)
+            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+                client.close()
+                raise DeliveryFailed(
+                    f"SMTP {self.host}:{self.port}: {exc.__class__.__name__}: {exc}"
+                ) from None
+            self._idle.append(client)
+
+    async def close(self) -> None:
+        while self._idle:
+            client = self._idle.pop()
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+                await client.quit()
