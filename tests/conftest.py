@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -22,6 +23,7 @@ from colony.platform.config import Settings
 from colony.platform.logging import configure_logging
 from colony.platform.runtime import Topology
 from colony.platform.web.server import free_port, wait_for_port
+from postgres_support import fresh_schema_dsns, require_postgres
 
 configure_logging("warning", json=True)
 stamina.set_testing(True, attempts=3)
@@ -36,6 +38,12 @@ COURIER_STEP_SECONDS = 0.7
 
 
 def settings_for(data_dir: Path, **overrides: Any) -> Settings:
+    """Test settings. With ``COLONY_TEST_DATABASE=postgresql`` every service gets a fresh
+    PostgreSQL schema of its own instead of a SQLite file in ``data_dir``."""
+    if os.environ.get("COLONY_TEST_DATABASE") == "postgresql" and "dsns" not in overrides:
+        require_postgres()
+        prefix = re.sub(r"[^a-z0-9]", "", data_dir.name.lower())[:12]
+        overrides["dsns"] = fresh_schema_dsns(prefix, SERVICE_NAMES)
     values: dict[str, Any] = {
         "password_hash_cost": "fast",
         "search_cache_seconds": 0.0,

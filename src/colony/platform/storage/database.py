@@ -7,7 +7,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 Params = Mapping[str, Any] | Sequence[Any]
-Row = Any  # a mapping-and-sequence row (sqlite3.Row); columns by name or position
+Row = Any  # a mapping-and-sequence row (sqlite3.Row, asyncpg.Record); by name or position
 
 
 class Database(Protocol):
@@ -15,10 +15,12 @@ class Database(Protocol):
 
     ``transaction()`` is the unit of work: everything inside commits or rolls back together,
     and a nested ``transaction()`` joins the one already open. Reads outside a transaction see
-    committed data only.
+    committed data only. ``dialect`` ("sqlite" or "postgresql") is for the few statements that
+    must differ between engines, such as full-text search.
     """
 
     name: str
+    dialect: str
 
     async def open(self) -> None: ...
     async def close(self) -> None: ...
@@ -34,9 +36,14 @@ class Database(Protocol):
 
 
 def open_database(name: str, dsn: str) -> Database:
-    """The adapter for a DSN. SQLite today; PostgreSQL slots in here."""
+    """The adapter for a DSN: ``sqlite:///path`` or ``postgresql://user@host/db?search_path=s``."""
     if dsn.startswith("sqlite:///"):
         from colony.platform.storage.sqlite import SqliteDatabase
 
         return SqliteDatabase(name, dsn.removeprefix("sqlite:///"))
+    if dsn.startswith(("postgresql://", "postgres://")):
+        # Imported here: asyncpg is an optional extra, and the one-process topology never needs it.
+        from colony.platform.storage.postgres import PostgresDatabase
+
+        return PostgresDatabase(name, dsn)
     raise ValueError(f"unsupported database DSN for {name}: {dsn!r}")

@@ -30,15 +30,26 @@ _PRAGMAS = (
 )
 
 
+class _Transaction:
+    __slots__ = ("callbacks", "open")
+
+    def __init__(self) -> None:
+        self.callbacks: list[Callable[[], None]] = []
+        # A task started inside the transaction copies the context variable; once the
+        # transaction is over this flag keeps that task from writing outside any lock.
+        self.open = True
+
+
 class SqliteDatabase:
+    dialect = "sqlite"
+
     def __init__(self, name: str, path: str) -> None:
         self.name = name
         self.path = path
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._lock: asyncio.Lock | None = None
-        self._in_tx: ContextVar[bool] = ContextVar(f"sqlite-tx-{name}", default=False)
-        self._after_commit: list[Callable[[], None]] = []
+        self._tx: ContextVar[_Transaction | None] = ContextVar(f"sqlite-tx-{name}", default=None)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -59,47 +70,53 @@ class SqliteDatabase:
             conn.close()
         self._writer = self._reader = None
 
+    def _in_tx(self) -> bool:
+        tx = self._tx.get()
+        return tx is not None and tx.open
+
     def in_transaction(self) -> bool:
-        return self._in_tx.get()
+        return self._in_tx()
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once the open transaction commits (not if it rolls back)."""
-        if not self._in_tx.get():
+        tx = self._tx.get()
+        if tx is None or not tx.open:
             callback()
         else:
-            self._after_commit.append(callback)
+            tx.callbacks.append(callback)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
-        if self._in_tx.get():
+        if self._in_tx():
             yield
             return
         assert self._lock is not None and self._writer is not None, "database not open"
+        tx = _Transaction()
         async with self._lock:
-            token = self._in_tx.set(True)
-            self._after_commit = []
             self._writer.execute("BEGIN IMMEDIATE")
+            token = self._tx.set(tx)
             try:
                 yield
             except BaseException:
+                tx.open = False
                 self._writer.execute("ROLLBACK")
-                self._after_commit = []
                 raise
             else:
+                tx.open = False
                 self._writer.execute("COMMIT")
-                callbacks, self._after_commit = self._after_commit, []
-                for callback in callbacks:
-                    callback()
             finally:
-                self._in_tx.reset(token)
+                self._tx.reset(token)
+        # Outside the transaction's context, so a task a callback starts does not inherit it.
+        for callback in tx.callbacks:
+            callback()
 
     def _conn(self) -> sqlite3.Connection:
-        conn = self._writer if self._in_tx.get() else self._reader
+        conn = self._writer if self._in_tx() else self._reader
         assert conn is not None, "database not open"
         return conn
 
     async def execute(self, sql: str, params: Params = ()) -> int:
-        if not self._in_tx.get():
+        if not self._in_tx():
             async with self.transaction():
                 return self._conn().execute(sql, params).rowcount
         return self._conn().execute(sql, params).rowcount
@@ -123,7 +140,8 @@ class SqliteDatabase:
         assert self._lock is not None and self._writer is not None, "database not open"
         async with self._lock:
             try:
-                self._writer.executescript(f"BEGIN IMMEDIATE;\n{script}\nCOMMIT;")
+                # The ";" ends a last statement written without one.
+                self._writer.executescript(f"BEGIN IMMEDIATE;\n{script}\n;COMMIT;")
             except BaseException:
                 if self._writer.in_transaction:
                     self._writer.execute("ROLLBACK")

@@ -113,7 +113,7 @@ class ListingRepository:
         )
 
     async def search(self, query: SearchQuery) -> SearchPage:
-        page_sql, count_sql, params = search_sql(query)
+        page_sql, count_sql, params = search_sql(query, self.db.dialect)
         rows = await self.db.fetch_all(page_sql, params)
         items = [
             ListingSummary(

@@ -349,9 +349,12 @@ class InventoryService:
             "SELECT listing_id FROM stock WHERE available + reserved + sold != received"
             " OR available < 0 OR reserved < 0 OR sold < 0"
         )
-        reserved = await self.db.fetch_value("SELECT coalesce(sum(reserved), 0) FROM stock")
+        # sum() of BIGINT is NUMERIC in PostgreSQL (a Decimal here): cast back to an integer.
+        reserved = await self.db.fetch_value(
+            "SELECT CAST(coalesce(sum(reserved), 0) AS BIGINT) FROM stock"
+        )
         held = await self.db.fetch_value(
-            "SELECT coalesce(sum(l.quantity), 0) FROM reservation_lines l"
+            "SELECT CAST(coalesce(sum(l.quantity), 0) AS BIGINT) FROM reservation_lines l"
             " JOIN reservations r ON r.id = l.reservation_id WHERE r.status = 'held'"
         )
         grace = (utc_now() - timedelta(seconds=SWEEP_SECONDS + 1)).isoformat(

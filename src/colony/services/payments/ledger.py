@@ -76,7 +76,8 @@ async def entries_for(db: Database, order_id: str) -> list[LedgerEntry]:
 async def totals(db: Database) -> tuple[int, int]:
     """How many transactions there are, and the sum of every entry."""
     row = await db.fetch_one(
-        "SELECT count(DISTINCT transaction_id), coalesce(sum(amount_minor), 0) FROM ledger_entries"
+        "SELECT count(DISTINCT transaction_id), CAST(coalesce(sum(amount_minor), 0) AS BIGINT)"
+        " FROM ledger_entries"
     )
     assert row is not None
     return row[0], row[1]
@@ -95,7 +96,7 @@ async def unbalanced(db: Database) -> list[str]:
 async def balances_by_order(db: Database) -> dict[str, dict[str, int]]:
     """Each order's non-zero balance per account."""
     rows = await db.fetch_all(
-        "SELECT order_id, account, sum(amount_minor) FROM ledger_entries"
+        "SELECT order_id, account, CAST(sum(amount_minor) AS BIGINT) FROM ledger_entries"
         " GROUP BY order_id, account HAVING sum(amount_minor) != 0"
     )
     found: dict[str, dict[str, int]] = {}

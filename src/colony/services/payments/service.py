@@ -743,7 +743,8 @@ class PaymentsService:
         payments = [_payment(row, sellers[row[0]]) for row in rows]
         transactions, total = await ledger.totals(self.db)
         refunded_rows = await self.db.fetch_all(
-            "SELECT order_id, sum(amount_minor) FROM refunds WHERE status = 'succeeded'"
+            "SELECT order_id, CAST(sum(amount_minor) AS BIGINT) FROM refunds"
+            " WHERE status = 'succeeded'"
             " GROUP BY order_id"
         )
         refunds_booked = {row[0]: row[1] for row in refunded_rows}

@@ -42,7 +42,8 @@ class RecommendationsService:
             return
         await self.db.execute_many(
             "INSERT INTO co_purchases (listing_id, other_id, score) VALUES (?, ?, 1)"
-            " ON CONFLICT (listing_id, other_id) DO UPDATE SET score = score + 1",
+            " ON CONFLICT (listing_id, other_id)"
+            " DO UPDATE SET score = co_purchases.score + 1",
             permutations(listings, 2),
         )
 

@@ -7,7 +7,7 @@ CREATE TABLE outbox (
     topic TEXT NOT NULL,
     key TEXT NOT NULL,
     payload BLOB NOT NULL,
-    headers TEXT NOT NULL,
+    headers BLOB NOT NULL,  -- JSON, written as bytes (SQLite stored it so under TEXT too)
     created_at TEXT NOT NULL,
     published_at TEXT
 );

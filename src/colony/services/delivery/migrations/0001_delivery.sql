@@ -8,8 +8,9 @@ CREATE TABLE shipments (
     status TEXT NOT NULL CHECK (
         status IN ('pending', 'label_created', 'picked_up', 'in_transit', 'delivered', 'cancelled')
     ),
-    address TEXT NOT NULL,
-    lines TEXT NOT NULL,
+    -- JSON, written as bytes (which SQLite kept as such when these were declared TEXT).
+    address BLOB NOT NULL,
+    lines BLOB NOT NULL,
     -- Bumped on every change: couriers claim a step with a conditional UPDATE on it.
     version INTEGER NOT NULL,
     -- When the courier may take the next step; NULL when the shipment is not with the courier.

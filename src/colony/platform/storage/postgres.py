@@ -1,0 +1,307 @@
+"""PostgreSQL through asyncpg, with the same semantics as the SQLite adapter.
+
+The services were written against SQLite's single writer: a unit of work that reads, decides
+and writes (check-then-insert) never interleaves with another writer of the same database.
+PostgreSQL's default READ COMMITTED isolation does not give that, so every transaction here
+starts by taking a transaction-scoped advisory lock keyed on the service's schema (on its name
+when the DSN sets no search_path): writers of one service's database take turns, across every
+process and replica, exactly as on SQLite, while readers outside a transaction never wait. It
+also keeps identity columns in commit order, which readers of ``outbox.seq`` and
+``event_store.position`` rely on to never skip a row committed late. Each process queues its own
+writers on an asyncio lock first, so twenty waiting writers hold one pooled connection, not
+twenty. (SERIALIZABLE would instead need retries the services were not written for, and
+would not keep identity columns in commit order.)
+
+SQL stays in the sqlite3 dialect of parameters (``?`` and ``:name``); it is rewritten to
+asyncpg's ``$n`` once per statement text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hashlib
+import re
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+
+from colony.platform.storage.database import Params, Row
+
+POOL_MIN_SIZE = 1
+POOL_MAX_SIZE = 8
+# Services prepare a few dozen distinct statements each; a roomy cache keeps them all prepared.
+_STATEMENT_CACHE_SIZE = 512
+
+# Strings, quoted identifiers and comments are matched (and kept) first, so a ``?`` or ``:x``
+# inside them is never taken for a parameter; ``::`` is a cast, not a named parameter.
+_TOKENS = re.compile(
+    r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|/\*.*?\*/|::|\?|:([A-Za-z_][A-Za-z0-9_]*)""",
+    re.DOTALL,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """A statement rewritten for asyncpg: its text, and the names of its parameters in
+    ``$n`` order when it used ``:name`` (None when it used ``?``)."""
+
+    text: str
+    names: tuple[str, ...] | None
+    count: int
+
+
+@functools.lru_cache(maxsize=4096)
+def translate(sql: str) -> Statement:
+    """Rewrite ``?`` and ``:name`` placeholders to ``$n``; the same name reuses its number."""
+    positional = 0
+    names: dict[str, int] = {}
+
+    def replace(match: re.Match[str]) -> str:
+        nonlocal positional
+        token = match[0]
+        if token == "?":
+            positional += 1
+            return f"${positional}"
+        if match[1] is not None:
+            return f"${names.setdefault(match[1], len(names) + 1)}"
+        return token
+
+    text = _TOKENS.sub(replace, sql)
+    if positional and names:
+        raise ValueError(f"mixed ? and :name parameters in {sql!r}")
+    return Statement(text, tuple(names) if names else None, positional or len(names))
+
+
+def arguments(statement: Statement, params: Params) -> Sequence[Any]:
+    if statement.names is None:
+        if isinstance(params, Mapping):
+            if statement.count == 0:
+                return ()  # no parameters at all: any mapping will do, as in sqlite3
+            raise TypeError("a statement with ? parameters takes a sequence")
+        return params
+    if not isinstance(params, Mapping):
+        raise TypeError("a statement with :name parameters takes a mapping")
+    return [params[name] for name in statement.names]
+
+
+def affected_rows(status: str) -> int:
+    """Rows a command changed, from its status tag ("INSERT 0 3", "UPDATE 2"); -1 for a
+    statement that changes none, as sqlite3's ``rowcount`` says."""
+    command, _, rest = status.partition(" ")
+    if command in ("INSERT", "UPDATE", "DELETE", "MERGE") and rest:
+        return int(rest.rsplit(" ", 1)[-1])
+    return -1
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresDsn:
+    dsn: str  # what asyncpg connects with: our own query parameters taken out
+    schema: str | None
+    pool_min_size: int
+    pool_max_size: int
+    server_settings: dict[str, str]
+
+
+def parse_dsn(dsn: str, application_name: str = "colony") -> PostgresDsn:
+    """Split ``postgresql://user@host:port/db?search_path=s&pool_max_size=8`` into what
+    asyncpg takes (it passes unknown query parameters such as search_path on to the server as
+    settings) and what is ours (pool sizes)."""
+    parts = urlsplit(dsn)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    pool_min = int(query.pop("pool_min_size", POOL_MIN_SIZE))
+    pool_max = int(query.pop("pool_max_size", POOL_MAX_SIZE))
+    first = query.get("search_path", "").split(",")[0].strip().strip('"')
+    schema = first if first and not first.startswith("$") else None
+    defaults = {
+        "application_name": application_name[:63],  # names the service in pg_stat_activity
+        # OLTP statements: a misjudged cost estimate must not buy a JIT compile of tens of ms.
+        "jit": "off",
+    }
+    # asyncpg lets these override the DSN's own, so only what the DSN leaves unset.
+    server_settings = {key: value for key, value in defaults.items() if key not in query}
+    rebuilt = urlunsplit(parts._replace(query=urlencode(query)))
+    return PostgresDsn(rebuilt, schema, pool_min, max(pool_max, pool_min), server_settings)
+
+
+def _quote_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass(slots=True)
+class _Transaction:
+    conn: asyncpg.Connection
+    # Statements of one transaction share its connection, which runs one at a time; this
+    # keeps a gather() inside a transaction from tripping over itself.
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    callbacks: list[Callable[[], None]] = field(default_factory=list)
+    # A task started inside the transaction copies the context variable; once the transaction
+    # is over, this flag keeps it from using a connection that went back to the pool.
+    open: bool = True
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool reset hook. asyncpg already rolls back a connection left in a transaction; its
+    default reset adds a round trip (RESET ALL, UNLISTEN, ...) per release for session state
+    this adapter never changes."""
+
+
+class PostgresDatabase:
+    dialect = "postgresql"
+
+    def __init__(
+        self,
+        name: str,
+        dsn: str,
+        *,
+        pool_min_size: int | None = None,
+        pool_max_size: int | None = None,
+    ) -> None:
+        self.name = name
+        self._dsn = parse_dsn(dsn, f"colony-{name}")
+        self.schema = self._dsn.schema
+        self._pool_min = pool_min_size or self._dsn.pool_min_size
+        self._pool_max = max(pool_max_size or self._dsn.pool_max_size, self._pool_min)
+        digest = hashlib.blake2b(f"colony:{self.schema or name}".encode(), digest_size=8)
+        self.lock_key = int.from_bytes(digest.digest(), "big", signed=True)
+        self._begin = f"BEGIN; SELECT pg_advisory_xact_lock({self.lock_key})"
+        self._pool: asyncpg.Pool | None = None
+        self._lock: asyncio.Lock | None = None
+        self._tx: ContextVar[_Transaction | None] = ContextVar(f"pg-tx-{name}", default=None)
+
+    async def open(self) -> None:
+        self._pool = await asyncpg.create_pool(
+            self._dsn.dsn,
+            min_size=self._pool_min,
+            max_size=self._pool_max,
+            statement_cache_size=_STATEMENT_CACHE_SIZE,
+            server_settings=self._dsn.server_settings,
+            reset=_keep_session,
+        )
+        self._lock = asyncio.Lock()
+        if self.schema is not None:
+            # Under the writers' lock: replicas starting together would otherwise race to
+            # create it, and IF NOT EXISTS does not stop the loser's unique violation.
+            await self.run_script(f"CREATE SCHEMA IF NOT EXISTS {_quote_identifier(self.schema)}")
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    def _open_tx(self) -> _Transaction | None:
+        tx = self._tx.get()
+        return tx if tx is not None and tx.open else None
+
+    def in_transaction(self) -> bool:
+        return self._open_tx() is not None
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the open transaction commits (not if it rolls back)."""
+        tx = self._open_tx()
+        if tx is None:
+            callback()
+        else:
+            tx.callbacks.append(callback)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        if self._open_tx() is not None:
+            yield
+            return
+        assert self._lock is not None and self._pool is not None, "database not open"
+        async with self._lock:
+            conn = await self._pool.acquire()
+            try:
+                tx = await self._run_transaction(conn)
+                token = self._tx.set(tx)
+                try:
+                    yield
+                except BaseException:
+                    tx.open = False
+                    await _rollback(conn)
+                    raise
+                else:
+                    tx.open = False
+                    await conn.execute("COMMIT")
+                finally:
+                    self._tx.reset(token)
+            finally:
+                await self._pool.release(conn)
+        # Outside the transaction's context, so whatever a callback starts does not inherit it.
+        for callback in tx.callbacks:
+            callback()
+
+    async def _run_transaction(self, conn: asyncpg.Connection) -> _Transaction:
+        """BEGIN and take the writers' lock in one round trip."""
+        try:
+            await conn.execute(self._begin)
+        except BaseException:
+            await _rollback(conn)
+            raise
+        return _Transaction(conn)
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        statement = translate(sql)
+        args = arguments(statement, params)
+        tx = self._open_tx()
+        if tx is None:
+            async with self.transaction():
+                return await self.execute(sql, params)
+        async with tx.lock:
+            return affected_rows(await tx.conn.execute(statement.text, *args))
+
+    async def execute_many(self, sql: str, rows: Iterable[Params]) -> None:
+        statement = translate(sql)
+        args = [arguments(statement, row) for row in rows]
+        if not args:
+            return
+        async with self.transaction():
+            tx = self._open_tx()
+            assert tx is not None
+            async with tx.lock:
+                await tx.conn.executemany(statement.text, args)
+
+    async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
+        return await self._fetch("fetchrow", sql, params)
+
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
+        rows: list[Row] = await self._fetch("fetch", sql, params)
+        return rows
+
+    async def fetch_value(self, sql: str, params: Params = ()) -> Any:
+        return await self._fetch("fetchval", sql, params)
+
+    async def _fetch(self, method: str, sql: str, params: Params) -> Any:
+        statement = translate(sql)
+        args = arguments(statement, params)
+        tx = self._open_tx()
+        if tx is not None:
+            async with tx.lock:
+                return await getattr(tx.conn, method)(statement.text, *args)
+        assert self._pool is not None, "database not open"
+        # Outside a transaction: a pooled connection in autocommit, committed data only.
+        return await getattr(self._pool, method)(statement.text, *args)
+
+    async def run_script(self, script: str) -> None:
+        """Run several statements as one atomic script (used by migrations)."""
+        async with self.transaction():
+            tx = self._open_tx()
+            assert tx is not None
+            async with tx.lock:
+                # No arguments: the simple-query protocol, which takes many statements.
+                await tx.conn.execute(script)
+
+
+async def _rollback(conn: asyncpg.Connection) -> None:
+    """Roll back if anything is open; a connection that cannot is left to the pool, which
+    closes it, and the error that brought us here is the one worth raising."""
+    if conn.is_closed() or not conn.is_in_transaction():
+        return
+    with contextlib.suppress(Exception):
+        await conn.execute("ROLLBACK")
