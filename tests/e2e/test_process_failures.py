@@ -15,7 +15,7 @@ import pytest
 from checkout_helpers import ADDRESS, add_to_cart, wait_for
 from colony.payment_provider import CARD_APPROVED
 from conftest import Session, list_product, sign_up
-from e2e.deployment import Deployment
+from e2e.conftest import TOPOLOGIES
 from e2e.test_marketplace import provider_behaviour
 from waiting import eventually
 
@@ -50,13 +50,17 @@ async def shoppers(api: httpx.AsyncClient) -> list[Session]:
     return buyers
 
 
-def needs_replicas(deployment: Deployment) -> None:
-    if not deployment.topology.distributed:
-        pytest.skip("one process: tests/test_crash_recovery.py kills the whole of it")
+# In one process there is no service process to kill: tests/test_crash_recovery.py kills the
+# whole of it.
+pytestmark = pytest.mark.parametrize(
+    "deployment",
+    [choice for choice in TOPOLOGIES if choice.distributed],
+    indirect=True,
+    ids=lambda choice: choice.name,
+)
 
 
 async def test_another_replica_finishes_the_sagas_of_a_dead_one(api, deployment):
-    needs_replicas(deployment)
     buyers = await shoppers(api)
     await provider_behaviour(deployment, latency={"p50_ms": 150, "p99_ms": 300})
     try:
@@ -90,7 +94,6 @@ async def test_another_replica_finishes_the_sagas_of_a_dead_one(api, deployment)
 
 
 async def test_a_killed_service_process_is_restarted_and_every_order_ends(api, deployment):
-    needs_replicas(deployment)
     buyers = await shoppers(api)
     # A slow provider keeps sagas in flight when the process dies.
     await provider_behaviour(deployment, latency={"p50_ms": 100, "p99_ms": 300})

@@ -99,11 +99,10 @@ class OutboxRelay:
             return 0
         await self.broker.publish(batch)
         now = utc_now_iso()
-        async with self.db.transaction():
-            for message in batch:
-                await self.db.execute(
-                    "UPDATE outbox SET published_at = ? WHERE id = ?", (now, message.id)
-                )
+        await self.db.execute_many(
+            "UPDATE outbox SET published_at = ? WHERE id = ?",
+            [(now, message.id) for message in batch],
+        )
         return len(batch)
 
     async def drain(self) -> int:
