@@ -91,7 +91,10 @@ class HttpClientFactory:
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             # aiohttp's connections set TCP_NODELAY (no Nagle + delayed-ACK stalls on loopback).
-            connector = aiohttp.TCPConnector(limit=256, keepalive_timeout=30)
+            # A bound per service, none overall: under one overall bound, idle connections
+            # kept for one service took the places another needed, and the pool kept closing
+            # and opening connections (seen as connect() in profiles of a busy orders replica).
+            connector = aiohttp.TCPConnector(limit=0, limit_per_host=128, keepalive_timeout=30)
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
         return self._session
 
