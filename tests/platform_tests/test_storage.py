@@ -15,7 +15,9 @@ from colony.platform.storage import Database, open_database
 from colony.platform.storage.migrations import discover, migrate, translate
 from colony.platform.storage.postgres import affected_rows, arguments, parse_dsn
 from colony.platform.storage.postgres import translate as translate_sql
+from colony.platform.storage.sqlite import SqliteDatabase
 from postgres_support import fresh_schema_dsns, require_postgres
+from waiting import eventually
 
 DIALECTS = ["sqlite", "postgresql"]
 
@@ -261,3 +263,23 @@ def test_every_shipped_migration_has_a_postgresql_form():
     assert folders
     for folder in folders:
         assert discover(folder.parent.name, folder, "postgresql")
+
+
+async def test_sqlite_checkpoints_its_log_in_the_background(tmp_path):
+    database = SqliteDatabase("test", str(tmp_path / "log.db"))
+    await database.open()
+    try:
+        await database.execute("CREATE TABLE blobs (b BLOB)")
+        await database.execute_many("INSERT INTO blobs VALUES (?)", [(b"x" * 1024,)] * 2000)
+        main_file = tmp_path / "log.db"
+        # Committed, but only to the write-ahead log: the commit itself copied nothing back ...
+        assert main_file.stat().st_size < 256 * 1024
+
+        async def copied_back() -> bool:
+            return main_file.stat().st_size > 2 * 1024 * 1024
+
+        # ... which the checkpointer does shortly after, off the event loop.
+        await eventually(copied_back, within=5.0)
+        assert await database.fetch_value("SELECT count(*) FROM blobs") == 2000
+    finally:
+        await database.close()
