@@ -200,16 +200,13 @@ class InventoryService:
     async def _move(self, lines: list[ReservationLine], source: str, target: str, why: str) -> None:
         """Move units between two of available, reserved and sold, announcing the change."""
         for line in lines:
-            await self.db.execute(
+            # fetch_all, not fetch_one: it steps the statement to its end.
+            [row] = await self.db.fetch_all(
                 f"UPDATE stock SET {source} = {source} - ?, {target} = {target} + ?,"
-                " updated_at = ? WHERE listing_id = ?",
+                " updated_at = ? WHERE listing_id = ? RETURNING seller_id, available",
                 (line.quantity, line.quantity, utc_now_iso(), line.listing_id),
             )
             if "available" in (source, target):
-                row = await self.db.fetch_one(
-                    "SELECT seller_id, available FROM stock WHERE listing_id = ?",
-                    (line.listing_id,),
-                )
                 await self.outbox.add(
                     StockChanged(
                         listing_id=line.listing_id,
