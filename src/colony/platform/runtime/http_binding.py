@@ -8,6 +8,7 @@ on the caller's side as the same exception class.
 from __future__ import annotations
 
 import itertools
+import time
 import types
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -130,22 +131,33 @@ class HttpClientFactory:
 
 class Replicas:
     """Round robin over a service's replicas. A replica that refuses the connection is passed
-    over for the next one: the request never reached it, so sending it elsewhere is safe
-    whatever the method does. Any later failure is the caller's to handle."""
+    over for the next one (the request never reached it, so sending it elsewhere is safe
+    whatever the method does) and then tried last for ``rest_seconds``, so the live ones share
+    its load evenly meanwhile. Any later failure is the caller's to handle."""
 
-    def __init__(self, base_urls: Sequence[str]) -> None:
+    def __init__(self, base_urls: Sequence[str], rest_seconds: float = 2.0) -> None:
         if not base_urls:
             raise ValueError("a remote service needs at least one URL")
         self.base_urls = [url.rstrip("/") for url in base_urls]
-        self._next = itertools.cycle(range(len(self.base_urls)))
+        self.rest_seconds = rest_seconds
+        self._turn = itertools.count()
+        self._refused_until: dict[str, float] = {}
 
     def __repr__(self) -> str:
         return ", ".join(self.base_urls)
 
     def rotation(self) -> list[str]:
-        """Every replica once, starting with the next in turn."""
-        first = next(self._next)
-        return self.base_urls[first:] + self.base_urls[:first]
+        """Every replica once: the live ones from the next in turn, then the resting ones."""
+        now = time.monotonic()
+        live = [u for u in self.base_urls if self._refused_until.get(u, 0.0) <= now]
+        resting = [u for u in self.base_urls if u not in live]
+        if not live:
+            return resting
+        first = next(self._turn) % len(live)
+        return live[first:] + live[:first] + resting
+
+    def refused(self, base_url: str) -> None:
+        self._refused_until[base_url] = time.monotonic() + self.rest_seconds
 
 
 def _remote_method(factory: HttpClientFactory, spec: MethodSpec, replicas: Replicas) -> Any:
@@ -170,6 +182,7 @@ def _remote_method(factory: HttpClientFactory, spec: MethodSpec, replicas: Repli
                     status = response.status
                 break
             except aiohttp.ClientConnectorError as exc:
+                replicas.refused(base_url)
                 refused: Exception = exc
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise ServiceUnavailable(f"{url}: {exc.__class__.__name__}: {exc}") from exc

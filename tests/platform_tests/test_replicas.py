@@ -1,0 +1,48 @@
+"""Callers of a service with several replicas: round robin, passing over one that is down."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Protocol
+
+import pytest
+
+from colony.platform.errors import ServiceUnavailable
+from colony.platform.runtime.http_binding import HttpClientFactory, rpc_app
+from colony.platform.web.server import HttpServer, free_port
+
+
+class Echo(Protocol):
+    service_name: ClassVar[str] = "echo"
+
+    async def whoami(self) -> str: ...
+
+
+class Replica:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    async def whoami(self) -> str:
+        return self.name
+
+
+async def serve(name: str) -> HttpServer:
+    server = HttpServer(rpc_app(Echo, Replica(name)), "127.0.0.1", free_port())
+    await server.start()
+    return server
+
+
+async def test_calls_rotate_over_replicas_and_skip_one_that_refuses():
+    first, second = await serve("first"), await serve("second")
+    down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    factory = HttpClientFactory()
+    try:
+        client = factory.client(Echo, [first.url, down, second.url])
+        answers = [await client.whoami() for _ in range(6)]
+        assert sorted(set(answers)) == ["first", "second"]
+        assert answers.count("first") == answers.count("second") == 3
+        await first.stop()
+        await second.stop()
+        with pytest.raises(ServiceUnavailable):
+            await client.whoami()
+    finally:
+        await factory.close()
