@@ -10,11 +10,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from colony.distributed.supervisor import terminate
 from colony.platform.config import Settings
-from colony.platform.logging import get_logger
 from colony.platform.web.server import ensure_port_free, wait_for_port
-
-_log = get_logger("companions")
 
 
 @dataclass(frozen=True)
@@ -81,13 +79,4 @@ async def running_companions(settings: Settings) -> AsyncIterator[list[str]]:
         yield notes
     finally:
         for companion, process in reversed(started):
-            if process.returncode is not None:
-                continue
-            process.terminate()
-            try:
-                async with asyncio.timeout(10):
-                    await process.wait()
-            except TimeoutError:
-                _log.warning("companion did not stop; killing it", companion=companion.name)
-                process.kill()
-                await process.wait()
+            await terminate(process, companion.name)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import time
 from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
@@ -171,10 +170,7 @@ def up(
                 console.print("First start: seeding demo data…")
                 await _seed(runtime, seed_size)
                 _print_logins()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        stop = serving.stop_on_signals()
         async with contextlib.AsyncExitStack() as stack:
             notes = await stack.enter_async_context(running_companions(settings))
             if distributed:

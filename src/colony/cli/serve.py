@@ -16,7 +16,8 @@ from colony.platform.runtime import Runtime, Topology
 _log = get_logger("serve")
 
 
-def _stop_on_signals() -> asyncio.Event:
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM: what a foreground process waits on to stop."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -28,7 +29,7 @@ async def serve(settings: Settings, name: str, topology_file: Path | None) -> No
     if name != GATEWAY and name not in SERVICE_NAMES:
         raise ValueError(f"no service named {name!r}")
     placed = Topology.load(topology_file) if topology_file else Topology.from_urls(settings.urls)
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     if name == GATEWAY:
         from colony.marketplace import running_marketplace
 

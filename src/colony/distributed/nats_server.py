@@ -10,10 +10,8 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from colony.platform.logging import get_logger
+from colony.distributed.supervisor import terminate
 from colony.platform.web.server import free_port, wait_for_port
-
-_log = get_logger("nats-server")
 
 # sync_interval "always": the server fsyncs every write before acknowledging it, so a publish
 # it acknowledged survives a crash of the server or the machine. The default (a sync every
@@ -62,12 +60,4 @@ async def running_nats_server(data_dir: Path) -> AsyncIterator[str]:
         await wait_for_port("127.0.0.1", port, within=20.0)
         yield f"nats://127.0.0.1:{port}"
     finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                async with asyncio.timeout(10):
-                    await process.wait()
-            except TimeoutError:
-                _log.warning("nats-server did not stop; killing it")
-                process.kill()
-                await process.wait()
+        await terminate(process, "nats-server")

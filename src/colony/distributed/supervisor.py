@@ -18,6 +18,23 @@ from colony.platform.logging import get_logger
 _log = get_logger("supervisor")
 
 
+async def terminate(
+    process: asyncio.subprocess.Process, name: str, grace_seconds: float = 10.0
+) -> None:
+    """Ask a process to stop (SIGTERM); kill it if it is still there after the grace."""
+    if process.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        process.terminate()
+    try:
+        async with asyncio.timeout(grace_seconds):
+            await process.wait()
+    except TimeoutError:
+        _log.warning("process did not stop; killing it", process=name, pid=process.pid)
+        process.kill()
+        await process.wait()
+
+
 @dataclass(frozen=True, slots=True)
 class RestartPolicy:
     initial_seconds: float = 0.5
@@ -103,19 +120,13 @@ class Supervisor:
     async def stop(self, grace_seconds: float = 10.0) -> None:
         """Ask every process to stop (SIGTERM), then kill what is still there after the grace."""
         self._stopping = True
-        running = [c.process for c in self.children if c.process and c.process.returncode is None]
-        for process in running:
-            with contextlib.suppress(ProcessLookupError):
-                process.terminate()
-        try:
-            async with asyncio.timeout(grace_seconds):
-                await asyncio.gather(*(p.wait() for p in running))
-        except TimeoutError:
-            for process in running:
-                if process.returncode is None:
-                    _log.warning("process did not stop; killing it", pid=process.pid)
-                    process.kill()
-                    await process.wait()
+        await asyncio.gather(
+            *(
+                terminate(child.process, child.spec.instance, grace_seconds)
+                for child in self.children
+                if child.process is not None
+            )
+        )
         for child in self.children:
             if child.task is not None:
                 child.task.cancel()

@@ -148,6 +148,8 @@ class Replicas:
 
     def rotation(self) -> list[str]:
         """Every replica once: the live ones from the next in turn, then the resting ones."""
+        if len(self.base_urls) == 1:
+            return self.base_urls
         now = time.monotonic()
         live = [u for u in self.base_urls if self._refused_until.get(u, 0.0) <= now]
         resting = [u for u in self.base_urls if u not in live]

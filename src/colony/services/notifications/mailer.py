@@ -16,6 +16,7 @@ from colony.services.notifications.webhooks import DeliveryFailed
 TIMEOUT_SECONDS = 10.0
 # aiosmtplib would otherwise ask the resolver for this host's FQDN, which can stall.
 LOCAL_HOSTNAME = "colony.local"
+_SMTP_FAILURES = (aiosmtplib.SMTPException, OSError, TimeoutError)
 
 
 def compose(
@@ -54,7 +55,7 @@ class Mailer:
             if client is not None:
                 try:
                     await client.send_message(message)
-                except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                except _SMTP_FAILURES:
                     client.close()  # gone stale while idle: try once on a fresh one
                 else:
                     self._idle.append(client)
@@ -68,7 +69,7 @@ class Mailer:
             try:
                 await client.connect()
                 await client.send_message(message)
-            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            except _SMTP_FAILURES as exc:
                 client.close()
                 raise DeliveryFailed(
                     f"SMTP {self.host}:{self.port}: {exc.__class__.__name__}: {exc}"
@@ -78,5 +79,5 @@ class Mailer:
     async def close(self) -> None:
         while self._idle:
             client = self._idle.pop()
-            with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+            with contextlib.suppress(*_SMTP_FAILURES):
                 await client.quit()
