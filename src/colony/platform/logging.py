@@ -1,6 +1,6 @@
 """Structured logs: JSON lines when not on a terminal, readable columns when on one.
 
-Every line carries the correlation id of the request it belongs to (bound in
+Every line carries the correlation id of the request it belongs to (set by
 :func:`colony.platform.context.call_context`) and the service that wrote it.
 """
 
@@ -11,6 +11,8 @@ import sys
 from typing import Any
 
 import structlog
+
+from colony.platform import context
 
 
 def configure_logging(level: str = "info", json: bool | None = None) -> None:
@@ -25,6 +27,7 @@ def configure_logging(level: str = "info", json: bool | None = None) -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            _add_correlation_id,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),
@@ -35,6 +38,15 @@ def configure_logging(level: str = "info", json: bool | None = None) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
+
+
+def _add_correlation_id(
+    logger: Any, method: str, event: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    correlation = context.correlation_id()
+    if correlation is not None:
+        event.setdefault("correlation_id", correlation)
+    return event
 
 
 def get_logger(name: str, **bound: Any) -> structlog.typing.FilteringBoundLogger:

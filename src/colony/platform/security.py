@@ -63,15 +63,21 @@ class TokenVerifier:
         self._verified.clear()
 
     def knows(self, token: str) -> bool:
+        if self._cached(token) is not None:
+            return True
         try:
             return jwt.get_unverified_header(token).get("kid") in self._keys
         except jwt.PyJWTError:
             return True  # malformed: verify() will say why
 
-    def verify(self, token: str) -> Actor:
+    def _cached(self, token: str) -> Actor | None:
         known = self._verified.get(token)
-        if known is not None and known[1] > time.time():
-            return known[0]
+        return known[0] if known is not None and known[1] > time.time() else None
+
+    def verify(self, token: str) -> Actor:
+        known = self._cached(token)
+        if known is not None:
+            return known
         actor, expires = self._verify(token)
         self._verified[token] = (actor, expires)
         return actor

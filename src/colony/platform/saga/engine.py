@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -130,6 +131,7 @@ class SagaEngine(Generic[S]):
         Returns its deadline."""
         now = utc_now_iso()
         deadline = _iso(deadline_seconds or self.policy.deadline)
+        encoded = self._encode(state)
         await self.db.execute(
             "INSERT INTO saga_instances (id, kind, status, step, state, deadline_at,"
             " next_attempt_at, lease_owner, lease_until, created_at, updated_at)"
@@ -137,7 +139,7 @@ class SagaEngine(Generic[S]):
             (
                 saga_id,
                 self.definition.kind,
-                self._encode(state),
+                encoded,
                 deadline,
                 now,
                 self.owner,
@@ -146,7 +148,13 @@ class SagaEngine(Generic[S]):
                 now,
             ),
         )
-        self.db.after_commit(lambda: self._spawn(saga_id, fresh=True))
+        # The new saga's lease is this instance's: while it lasts, the task needs neither to
+        # claim the row nor to read back what it just wrote.
+        leased_until = time.monotonic() + self.policy.lease_seconds / 2
+        record = SagaRecord(
+            saga_id, "running", 0, self._decoder.decode(encoded), None, None, deadline
+        )
+        self.db.after_commit(lambda: self._spawn(saga_id, (record, leased_until)))
         return deadline
 
     async def request_cancel(self, saga_id: str, reason: str) -> bool:
@@ -190,7 +198,7 @@ class SagaEngine(Generic[S]):
 
     # --- running --------------------------------------------------------------------------
 
-    def _spawn(self, saga_id: str, fresh: bool = False) -> None:
+    def _spawn(self, saga_id: str, fresh: tuple[SagaRecord[S], float] | None = None) -> None:
         if self._stopping or saga_id in self._tasks:
             return
         task = asyncio.create_task(self._run(saga_id, fresh), name=f"saga:{saga_id}")
@@ -248,11 +256,14 @@ class SagaEngine(Generic[S]):
             raise LeaseLost(saga.id)
         saga.status, saga.step = status, step
 
-    async def _run(self, saga_id: str, fresh: bool) -> None:
+    async def _run(self, saga_id: str, fresh: tuple[SagaRecord[S], float] | None) -> None:
         async with self._bulkhead:
-            if not await self._claim(saga_id):
-                return
-            saga = await self.load(saga_id)
+            if fresh is not None and time.monotonic() < fresh[1]:
+                saga: SagaRecord[S] | None = fresh[0]
+            else:
+                if not await self._claim(saga_id):
+                    return
+                saga = await self.load(saga_id)
             if saga is None:
                 return
             saga.furthest = saga.step if fresh else len(self.definition.steps) - 1
