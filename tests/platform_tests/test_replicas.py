@@ -8,6 +8,7 @@ import pytest
 
 from colony.platform.errors import ServiceUnavailable
 from colony.platform.runtime.http_binding import HttpClientFactory, rpc_app
+from colony.platform.runtime.topology import Topology
 from colony.platform.web.server import HttpServer, free_port
 
 
@@ -46,3 +47,11 @@ async def test_calls_rotate_over_replicas_and_skip_one_that_refuses():
             await client.whoami()
     finally:
         await factory.close()
+
+
+def test_a_replicated_service_knows_it_shares_its_database():
+    placed = Topology.from_urls({"orders": "http://a:1,http://b:2", "cart": "http://c:3"})
+    hosting_orders = placed.hosting("orders", ["orders", "cart"])
+    assert hosting_orders.placement("orders").local
+    assert hosting_orders.placement("orders").replicated
+    assert not placed.hosting("cart", ["orders", "cart"]).placement("cart").replicated

@@ -19,16 +19,17 @@ from colony.platform.storage.sqlite import SqliteDatabase
 from postgres_support import fresh_schema_dsns, require_postgres
 from waiting import eventually
 
-DIALECTS = ["sqlite", "postgresql"]
+# "sqlite-grouped": SQLite as a service without replicas has it, committing units in groups.
+DIALECTS = ["sqlite", "sqlite-grouped", "postgresql"]
 
 
 async def opened(dialect: str, tmp_path: Path, name: str = "test") -> Database:
-    if dialect == "sqlite":
+    if dialect.startswith("sqlite"):
         dsn = f"sqlite:///{tmp_path / (name + '.db')}"
     else:
         require_postgres()
         dsn = fresh_schema_dsns("storage", [name])[name]
-    database = open_database(name, dsn)
+    database = open_database(name, dsn, sole_writer=dialect == "sqlite-grouped")
     await database.open()
     return database
 
@@ -263,6 +264,82 @@ def test_every_shipped_migration_has_a_postgresql_form():
     assert folders
     for folder in folders:
         assert discover(folder.parent.name, folder, "postgresql")
+
+
+@pytest.fixture
+async def grouped(tmp_path: Path) -> AsyncIterator[SqliteDatabase]:
+    database = await opened("sqlite-grouped", tmp_path)
+    assert isinstance(database, SqliteDatabase) and database.group_commit
+    yield database
+    await database.close()
+
+
+def count_commits(database: SqliteDatabase) -> list[str]:
+    commits: list[str] = []
+    assert database._writer is not None
+    database._writer.set_trace_callback(
+        lambda sql: commits.append(sql) if sql == "COMMIT" else None
+    )
+    return commits
+
+
+async def test_units_of_one_turn_commit_together(grouped):
+    await grouped.execute("CREATE TABLE t (v INTEGER)")
+    commits = count_commits(grouped)
+
+    async def unit(v: int) -> int:
+        async with grouped.transaction():
+            await grouped.execute("INSERT INTO t VALUES (?)", (v,))
+        # Returned only once committed: another connection sees it.
+        return await elsewhere(grouped.fetch_value("SELECT count(*) FROM t WHERE v = ?", (v,)))
+
+    assert await asyncio.gather(*(elsewhere(unit(v)) for v in range(20))) == [1] * 20
+    assert 1 <= len(commits) < 5
+
+
+async def test_a_failing_unit_rolls_back_alone_in_its_group(grouped):
+    await grouped.execute("CREATE TABLE t (v INTEGER)")
+    commits = count_commits(grouped)
+    calls: list[int] = []
+
+    async def unit(v: int) -> None:
+        async with grouped.transaction():
+            await grouped.execute("INSERT INTO t VALUES (?)", (v,))
+            grouped.after_commit(lambda: calls.append(v))
+            if v == 2:
+                raise RuntimeError("no")
+
+    results = await asyncio.gather(
+        *(elsewhere(unit(v)) for v in range(1, 5)), return_exceptions=True
+    )
+    assert [isinstance(r, RuntimeError) for r in results] == [False, True, False, False]
+    assert [r[0] for r in await grouped.fetch_all("SELECT v FROM t ORDER BY v")] == [1, 3, 4]
+    assert sorted(calls) == [1, 3, 4]
+    assert len(commits) == 1
+
+
+async def test_a_unit_inside_at_the_end_of_the_turn_commits_its_group(grouped):
+    """The turn ends while a unit awaits inside it: the units before it are committed when
+    it leaves, not left waiting for another turn."""
+    await grouped.execute("CREATE TABLE t (v INTEGER)")
+
+    async def quick() -> None:
+        async with grouped.transaction():
+            await grouped.execute("INSERT INTO t VALUES (1)")
+
+    async def slow() -> None:
+        async with grouped.transaction():
+            await grouped.execute("INSERT INTO t VALUES (2)")
+            await asyncio.sleep(0.05)
+
+    async def quick_then_slow() -> None:
+        first = elsewhere(quick())
+        await asyncio.sleep(0)
+        await asyncio.gather(first, elsewhere(slow()))
+
+    async with asyncio.timeout(2):
+        await quick_then_slow()
+    assert await grouped.fetch_value("SELECT count(*) FROM t") == 2
 
 
 async def test_sqlite_checkpoints_its_log_in_the_background(tmp_path):

@@ -83,7 +83,11 @@ class Runtime:
                     await self.serve(name, address.hostname or "127.0.0.1", address.port or 80)
 
     async def _start_service(self, definition: ServiceDefinition) -> None:
-        db = open_database(definition.name, self.settings.dsn_for(definition.name))
+        db = open_database(
+            definition.name,
+            self.settings.dsn_for(definition.name),
+            sole_writer=not self.topology.placement(definition.name).replicated,
+        )
         await db.open()
         await migrate(db, "platform", PLATFORM_MIGRATIONS)
         for component, folder in definition.components:

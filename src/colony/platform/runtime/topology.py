@@ -44,6 +44,11 @@ class Placement(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     def addresses(self) -> tuple[str, ...]:
         return self.urls or ((self.url,) if self.url else ())
 
+    @property
+    def replicated(self) -> bool:
+        """Whether several processes run this service (and so share its database)."""
+        return len(self.addresses) > 1
+
 
 class Topology(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     services: dict[str, Placement] = {}
@@ -74,10 +79,11 @@ class Topology(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         as the gateway's process): that one in-process, every other one remote."""
         services = {}
         for name in every:
-            if name == service:
-                services[name] = Placement()
-                continue
             placement = self.placement(name)
+            if name == service:
+                # Here, and where its other replicas are.
+                services[name] = Placement(urls=placement.addresses)
+                continue
             if not placement.addresses:
                 raise ValueError(
                     f"no address for {name}: give it a URL (COLONY_{name.upper()}_URL"

@@ -35,12 +35,15 @@ class Database(Protocol):
     async def run_script(self, script: str) -> None: ...
 
 
-def open_database(name: str, dsn: str) -> Database:
-    """The adapter for a DSN: ``sqlite:///path`` or ``postgresql://user@host/db?search_path=s``."""
+def open_database(name: str, dsn: str, sole_writer: bool = False) -> Database:
+    """The adapter for a DSN: ``sqlite:///path`` or ``postgresql://user@host/db?search_path=s``.
+
+    ``sole_writer``: no other process writes to this database while this one runs (a service
+    without replicas), which lets SQLite commit units of work in groups."""
     if dsn.startswith("sqlite:///"):
         from colony.platform.storage.sqlite import SqliteDatabase
 
-        return SqliteDatabase(name, dsn.removeprefix("sqlite:///"))
+        return SqliteDatabase(name, dsn.removeprefix("sqlite:///"), group_commit=sole_writer)
     if dsn.startswith(("postgresql://", "postgres://")):
         # Imported here: asyncpg is an optional extra, and the one-process topology never needs it.
         from colony.platform.storage.postgres import PostgresDatabase
