@@ -238,9 +238,11 @@ class SagaEngine(Generic[S]):
     async def _record(self, saga: SagaRecord[S], status: str, step: int, **columns: Any) -> None:
         """Write the saga's new position; call inside the transition's transaction."""
         sets = "".join(f", {name} = ?" for name in columns)
-        changed = await self.db.execute(
+        # RETURNING: a cancellation asked for meanwhile is seen without another read.
+        changed = await self.db.fetch_all(
             f"UPDATE saga_instances SET status = ?, step = ?, state = ?, attempts = 0,"
-            f" lease_until = ?, updated_at = ?{sets} WHERE id = ? AND lease_owner = ?",
+            f" lease_until = ?, updated_at = ?{sets} WHERE id = ? AND lease_owner = ?"
+            " RETURNING cancel_requested",
             (
                 status,
                 step,
@@ -255,6 +257,7 @@ class SagaEngine(Generic[S]):
         if not changed:
             raise LeaseLost(saga.id)
         saga.status, saga.step = status, step
+        saga.cancel_requested = changed[0][0]
 
     async def _run(self, saga_id: str, fresh: tuple[SagaRecord[S], float] | None) -> None:
         async with self._bulkhead:
@@ -319,9 +322,6 @@ class SagaEngine(Generic[S]):
         async with self.db.transaction():
             await self._record(saga, "running", saga.step)
             await self._report(saga, done)
-        saga.cancel_requested = await self.db.fetch_value(
-            "SELECT cancel_requested FROM saga_instances WHERE id = ?", (saga.id,)
-        )
 
     async def _report(self, saga: SagaRecord[S], done: list[tuple[str, str | None]]) -> None:
         for name, skipped in done:

@@ -7,6 +7,8 @@ import contextlib
 from datetime import timedelta
 from typing import Any
 
+import msgspec
+
 from colony.platform.clock import utc_now, utc_now_iso
 from colony.platform.errors import Conflict, InvalidInput, NotFound, OutOfStock
 from colony.platform.idempotency import idempotent
@@ -19,6 +21,7 @@ from colony.services.catalog.api import CatalogApi, ListingCreated
 from colony.services.inventory.api import (
     Reservation,
     ReservationLine,
+    ReservationStatus,
     StockAudit,
     StockChanged,
     StockLevel,
@@ -217,14 +220,13 @@ class InventoryService:
                     key=line.listing_id,
                 )
 
-    async def _set_status(self, reservation_id: str, status: str) -> Reservation:
+    async def _set_status(self, reservation: Reservation, status: ReservationStatus) -> Reservation:
+        now = utc_now_iso()
         await self.db.execute(
             "UPDATE reservations SET status = ?, updated_at = ? WHERE id = ?",
-            (status, utc_now_iso(), reservation_id),
+            (status, now, reservation.id),
         )
-        reservation = await self._reservation(reservation_id)
-        assert reservation is not None
-        return reservation
+        return msgspec.structs.replace(reservation, status=status, updated_at=now)
 
     async def reserve(
         self, actor: Actor, reservation_id: str, lines: list[ReservationLine], ttl_seconds: float
@@ -253,15 +255,12 @@ class InventoryService:
                     listings=short,
                 )
             now = utc_now()
+            created_at = now.isoformat(timespec="microseconds")
+            expires_at = (now + timedelta(seconds=ttl_seconds)).isoformat(timespec="microseconds")
             await self.db.execute(
                 "INSERT INTO reservations (id, status, expires_at, created_at, updated_at)"
                 " VALUES (?, 'held', ?, ?, ?)",
-                (
-                    reservation_id,
-                    (now + timedelta(seconds=ttl_seconds)).isoformat(timespec="microseconds"),
-                    now.isoformat(timespec="microseconds"),
-                    now.isoformat(timespec="microseconds"),
-                ),
+                (reservation_id, expires_at, created_at, created_at),
             )
             await self.db.execute_many(
                 "INSERT INTO reservation_lines (reservation_id, listing_id, quantity)"
@@ -269,9 +268,14 @@ class InventoryService:
                 [(reservation_id, line.listing_id, line.quantity) for line in lines],
             )
             await self._move(lines, "available", "reserved", "reserved")
-            reservation = await self._reservation(reservation_id)
-            assert reservation is not None
-            return reservation
+            return Reservation(
+                id=reservation_id,
+                status="held",
+                lines=sorted(lines, key=lambda line: line.listing_id),
+                expires_at=expires_at,
+                created_at=created_at,
+                updated_at=created_at,
+            )
 
     async def commit_reservation(self, actor: Actor, reservation_id: str) -> Reservation:
         actor.require("system")
@@ -284,7 +288,7 @@ class InventoryService:
             if reservation.status != "held":
                 raise Conflict(f"The reservation was {reservation.status}; it cannot be sold.")
             await self._move(reservation.lines, "reserved", "sold", "sold")
-            return await self._set_status(reservation_id, "committed")
+            return await self._set_status(reservation, "committed")
 
     async def release_reservation(self, actor: Actor, reservation_id: str) -> Reservation:
         actor.require("system")
@@ -299,13 +303,20 @@ class InventoryService:
                     " VALUES (?, 'released', ?, ?, ?)",
                     (reservation_id, now, now, now),
                 )
-                return await self._set_status(reservation_id, "released")
+                return Reservation(
+                    id=reservation_id,
+                    status="released",
+                    lines=[],
+                    expires_at=now,
+                    created_at=now,
+                    updated_at=now,
+                )
             if reservation.status == "held":
                 await self._move(reservation.lines, "reserved", "available", "released")
-                return await self._set_status(reservation_id, "released")
+                return await self._set_status(reservation, "released")
             if reservation.status == "committed":
                 await self._move(reservation.lines, "sold", "available", "returned")
-                return await self._set_status(reservation_id, "returned")
+                return await self._set_status(reservation, "returned")
             return reservation
 
     async def get_reservation(self, actor: Actor, reservation_id: str) -> Reservation:
@@ -328,7 +339,7 @@ class InventoryService:
                 if reservation is None or reservation.status != "held":
                     continue  # committed or released meanwhile
                 await self._move(reservation.lines, "reserved", "available", "expired")
-                await self._set_status(reservation_id, "expired")
+                await self._set_status(reservation, "expired")
         return len(expired)
 
     async def _sweep_forever(self) -> None:
