@@ -24,7 +24,7 @@ from colony.distributed.running import running_distributed
 from colony.platform.config import Settings
 from colony.platform.logging import configure_logging
 from colony.platform.messaging.consumer import list_dead_letters, load_dead_letter
-from colony.platform.runtime import Runtime, Topology
+from colony.platform.runtime import Runtime, Topology, collector
 
 app = typer.Typer(help="Colony: a marketplace of independent services.", no_args_is_help=True)
 dlq = typer.Typer(help="Inspect and replay dead-lettered messages.", no_args_is_help=True)
@@ -184,6 +184,7 @@ def up(
                 notes.append(f"events: {market.nats_url}")
             else:
                 market = await stack.enter_async_context(running_marketplace(settings, placement))
+            collector.settle_after_start()
             console.print(
                 f"[bold green]Colony is up[/] in {time.perf_counter() - started:.2f} s\n"
                 f"  storefront  {market.url}/\n"

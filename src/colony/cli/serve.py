@@ -11,7 +11,7 @@ from colony.composition import SERVICE_NAMES, service_definitions
 from colony.distributed.plan import GATEWAY
 from colony.platform.config import Settings
 from colony.platform.logging import get_logger
-from colony.platform.runtime import Runtime, Topology
+from colony.platform.runtime import Runtime, Topology, collector
 
 _log = get_logger("serve")
 
@@ -34,6 +34,7 @@ async def serve(settings: Settings, name: str, topology_file: Path | None) -> No
         from colony.marketplace import running_marketplace
 
         async with running_marketplace(settings, placed.hosting(None, SERVICE_NAMES)):
+            collector.settle_after_start()
             _log.info("serving", service=name, port=settings.port)
             await stop.wait()
         return
@@ -41,6 +42,7 @@ async def serve(settings: Settings, name: str, topology_file: Path | None) -> No
     await runtime.start()
     try:
         await runtime.serve(name, settings.host, settings.port)
+        collector.settle_after_start()
         _log.info("serving", service=name, port=settings.port, instance=settings.instance)
         await stop.wait()
     finally:
