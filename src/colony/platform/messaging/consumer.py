@@ -73,17 +73,15 @@ class Consumer:
         event_type, handler = self._routes[message.topic]
         event = message.decode(event_type)
         with context.call_context(correlation=message.headers.get("correlation_id")):
-            seen = await self.db.fetch_one(
-                "SELECT 1 FROM inbox WHERE consumer = ? AND message_id = ?",
-                (self.name, message.id),
-            )
-            if seen:
-                return False
-            await handler(event)
-            await self.db.execute(
-                "INSERT INTO inbox (consumer, message_id, processed_at) VALUES (?, ?, ?)",
+            # The inbox row first: if the handler fails, the transaction takes both back.
+            first = await self.db.execute(
+                "INSERT INTO inbox (consumer, message_id, processed_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (consumer, message_id) DO NOTHING",
                 (self.name, message.id, utc_now_iso()),
             )
+            if not first:
+                return False
+            await handler(event)
         return True
 
     async def deliver_all(self, messages: list[Message]) -> None:

@@ -391,7 +391,22 @@ class PaymentsService:
             await self.db.execute(
                 "DELETE FROM unsettled_authorizations WHERE order_id = ?", (order_id,)
             )
-            return await self._require(order_id)
+            return Payment(
+                order_id=order_id,
+                buyer_id=buyer_id,
+                status=intent.status,
+                amount_minor=intent.amount,
+                currency=intent.currency,
+                captured_minor=0,
+                refunded_minor=0,
+                seller_shares=dict(sorted(seller_shares.items())),
+                paid_out={},
+                decline_code=intent.decline_code,
+                card_last4=intent.card_last4,
+                provider_intent_id=intent.id,
+                created_at=now,
+                updated_at=now,
+            )
 
     # Capture and void
 
@@ -424,10 +439,11 @@ class PaymentsService:
             if payment.status != "authorized":
                 return payment  # recorded by a concurrent call
             amount = payment.amount_minor
+            now = utc_now_iso()
             await self.db.execute(
                 "UPDATE payments SET status = 'captured', captured_minor = ?, updated_at = ?"
                 " WHERE order_id = ?",
-                (amount, utc_now_iso(), order_id),
+                (amount, now, order_id),
             )
             await ledger.post(
                 self.db,
@@ -445,7 +461,9 @@ class PaymentsService:
                 ),
                 key=order_id,
             )
-            return await self._require(order_id)
+            return msgspec.structs.replace(
+                payment, status="captured", captured_minor=amount, updated_at=now
+            )
 
     async def void(self, actor: Actor, order_id: str) -> Payment | None:
         actor.require("system")
