@@ -8,6 +8,7 @@ import asyncio
 import msgspec
 import pytest
 
+from colony.platform import context
 from colony.platform.errors import Conflict, ServiceUnavailable
 from colony.platform.saga import (
     SAGA_MIGRATIONS,
@@ -252,3 +253,20 @@ async def test_steps_without_checkpoint_are_recorded_with_the_next_one(db):
     world.block["b"].set()
     await engine.idle()
     assert hooks.log == ["done a", "done b", "done c", "completed 3"]
+
+
+async def test_a_saga_begun_by_an_idempotent_request_does_not_carry_its_key(db):
+    """Its steps are not repeats of the request: a service storing results by key would
+    answer a compensation with the result of the step it undoes."""
+    seen: list[object] = []
+
+    async def look(state: State) -> None:
+        seen.append((context.idempotency_request(), context.correlation_id()))
+
+    definition = SagaDefinition("test", State, [Step("look", look)])
+    engine = SagaEngine(db, definition, Recorder(), "a", FAST)
+    request = context.IdempotencyRequest(key="buyer:k1", fingerprint="f")
+    with context.call_context("c-1", request):
+        await begin(db, engine)
+    await engine.idle()
+    assert seen == [(None, "c-1")]

@@ -23,6 +23,7 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
+from colony.platform import context
 from colony.platform.clock import utc_now, utc_now_iso
 from colony.platform.logging import get_logger
 from colony.platform.saga.definition import SagaDefinition, SagaHooks, Step, describe
@@ -201,7 +202,11 @@ class SagaEngine(Generic[S]):
     def _spawn(self, saga_id: str, fresh: tuple[SagaRecord[S], float] | None = None) -> None:
         if self._stopping or saga_id in self._tasks:
             return
-        task = asyncio.create_task(self._run(saga_id, fresh), name=f"saga:{saga_id}")
+        # The saga keeps the request's correlation id, not its Idempotency-Key: every step
+        # would be taken for a repeat of the request (a compensation for a replay of its
+        # step, say) by a service that stores results by key.
+        with context.without_idempotency():
+            task = asyncio.create_task(self._run(saga_id, fresh), name=f"saga:{saga_id}")
         self._tasks[saga_id] = task
         task.add_done_callback(lambda _: self._tasks.pop(saga_id, None))
 
