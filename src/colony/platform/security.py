@@ -63,19 +63,18 @@ class TokenVerifier:
         self._verified.clear()
 
     def knows(self, token: str) -> bool:
-        if self._cached(token) is not None:
-            return True
         try:
             return jwt.get_unverified_header(token).get("kid") in self._keys
         except jwt.PyJWTError:
             return True  # malformed: verify() will say why
 
-    def _cached(self, token: str) -> Actor | None:
+    def cached(self, token: str) -> Actor | None:
+        """The actor of a token verified before and not yet expired, else None."""
         known = self._verified.get(token)
         return known[0] if known is not None and known[1] > time.time() else None
 
     def verify(self, token: str) -> Actor:
-        known = self._cached(token)
+        known = self.cached(token)
         if known is not None:
             return known
         actor, expires = self._verify(token)

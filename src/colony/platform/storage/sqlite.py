@@ -77,7 +77,8 @@ class _Group:
         self.units: list[_Transaction] = []
         self.committed = committed
         self.closing = False
-        """Set when the turn ended with a unit inside: that unit commits as it leaves."""
+        """The unit inside commits the group as it leaves: set from the start for a group of
+        one (no group commit), else when the turn ended with a unit inside."""
 
 
 class SqliteDatabase:

@@ -27,6 +27,9 @@ class Authenticator:
         self._loaded_at = time.monotonic()
 
     async def verify(self, token: str) -> Actor:
+        known = self.verifier.cached(token)
+        if known is not None:
+            return known  # parsing the token's header again would cost more than the rest
         # A key we do not know may be newly issued: look again, but not on every request.
         if (
             not self.verifier.knows(token)
