@@ -13,6 +13,7 @@ caller and service share the process, and an HTTP client otherwise.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from graphlib import TopologicalSorter
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -40,8 +41,12 @@ class Runtime:
         definitions: list[ServiceDefinition],
         topology: Topology | None = None,
         broker: Broker | None = None,
+        interpose: Callable[[str, Any], Any] | None = None,
     ) -> None:
+        """``interpose(service, client)`` may wrap every client this runtime hands out: the
+        seam where tests put faults between a caller and the service it calls."""
         self.settings = settings
+        self._interpose = interpose
         self.topology = topology or Topology.one_process()
         self.definitions = {d.name: d for d in definitions}
         self._given_broker = broker
@@ -134,6 +139,8 @@ class Runtime:
             client = self.services[name]
         else:
             client = self._http.client(api, placement.addresses)
+        if self._interpose is not None:
+            client = self._interpose(name, client)
         self._clients[name] = client
         return client  # type: ignore[no-any-return]
 
