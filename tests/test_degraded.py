@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from colony.marketplace import Marketplace, running_marketplace
 from conftest import list_product, settings_for, sign_up, topology_for
+from frozen import frozen_port
 
 
 @pytest.fixture
@@ -53,3 +56,37 @@ async def test_cart_without_catalog_shows_prices_as_added(split_market, split_cl
     unavailable = await split_client.get("/api/v1/listings", params={"q": "lamp"})
     assert unavailable.status_code == 503
     assert unavailable.headers["content-type"] == "application/problem+json"
+
+
+async def freeze(market: Marketplace, name: str) -> int:
+    """Stop the service's server and leave its port taking connections that go unanswered."""
+    await market.runtime.servers[name].stop()
+    return urlsplit(market.runtime.topology.placement(name).addresses[0]).port or 80
+
+
+async def test_a_frozen_optional_service_leaves_the_gateway_ready_and_degraded(
+    split_market, split_client
+):
+    with frozen_port(await freeze(split_market, "notifications")):
+        started = time.monotonic()
+        ready = await split_client.get("/health/ready")
+        elapsed = time.monotonic() - started
+    # Inside the 2 s timeout of the Kubernetes probes, with room to spare.
+    assert elapsed < 1.5
+    assert ready.status_code == 200
+    body = ready.json()
+    assert body["status"] == "ready"
+    assert body["services"]["notifications"] is False and body["services"]["catalog"] is True
+    assert body["degraded"] == ["notifications"] and body["unavailable"] == []
+
+
+async def test_a_frozen_critical_service_makes_the_gateway_unready_within_the_bound(
+    split_market, split_client
+):
+    with frozen_port(await freeze(split_market, "inventory")):
+        started = time.monotonic()
+        ready = await split_client.get("/health/ready")
+        elapsed = time.monotonic() - started
+    assert elapsed < 1.5
+    assert ready.status_code == 503
+    assert ready.json()["unavailable"] == ["inventory"] and ready.json()["degraded"] == []

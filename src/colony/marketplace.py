@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.types import ASGIApp
 
@@ -40,22 +42,30 @@ class Marketplace:
 
 
 async def _health(runtime: Runtime) -> dict[str, bool]:
-    checks = {}
-    for name in runtime.definitions:
-        try:
-            await runtime.ping(name)
-            checks[name] = True
-        except ColonyError:
-            checks[name] = False
-    return checks
+    """Whether each service answers, all asked at once within the readiness bound: the
+    probe takes as long as the slowest answer or the bound, never the sum of them."""
+    names = list(runtime.definitions)
+    timeout = runtime.settings.ready_timeout_seconds
+    answers = await asyncio.gather(
+        *(runtime.ping(name, timeout) for name in names), return_exceptions=True
+    )
+    for answer in answers:
+        if isinstance(answer, BaseException) and not isinstance(answer, ColonyError):
+            raise answer
+    return {name: answer is None for name, answer in zip(names, answers, strict=True)}
 
 
 @contextlib.asynccontextmanager
 async def running_marketplace(
-    settings: Settings, topology: Topology | None = None, serve: bool = True
+    settings: Settings,
+    topology: Topology | None = None,
+    serve: bool = True,
+    interpose: Callable[[str, Any], Any] | None = None,
 ) -> AsyncIterator[Marketplace]:
-    """Start every service the topology places here, and the gateway (served if ``serve``)."""
-    runtime = Runtime(settings, service_definitions(), topology)
+    """Start every service the topology places here, and the gateway (served if ``serve``).
+    ``interpose`` wraps every client the runtime hands out, the gateway's included (see
+    :class:`Runtime`): where a fault-injection harness stands between callers and callees."""
+    runtime = Runtime(settings, service_definitions(), topology, interpose=interpose)
     await runtime.start()
     try:
         backends = Backends(

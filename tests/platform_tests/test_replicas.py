@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from typing import ClassVar, Protocol
 
 import pytest
 
+from colony.platform.config import Settings
 from colony.platform.errors import ServiceUnavailable
+from colony.platform.runtime import Runtime
 from colony.platform.runtime.http_binding import HttpClientFactory, rpc_app
-from colony.platform.runtime.topology import Topology
+from colony.platform.runtime.topology import Placement, Topology
 from colony.platform.web.server import HttpServer, free_port
+from frozen import frozen_port
 
 
 class Echo(Protocol):
@@ -55,3 +59,23 @@ def test_a_replicated_service_knows_it_shares_its_database():
     assert hosting_orders.placement("orders").local
     assert hosting_orders.placement("orders").replicated
     assert not placed.hosting("cart", ["orders", "cart"]).placement("cart").replicated
+
+
+async def test_a_ping_is_answered_by_a_live_replica_behind_a_frozen_one(tmp_path):
+    live, stuck = await serve("live"), free_port()
+    urls = (f"http://127.0.0.1:{stuck}", live.url)
+    placed = Topology(services={"echo": Placement(local=False, binding="http", urls=urls)})
+    runtime = Runtime(Settings(data_dir=tmp_path), [], placed)
+    try:
+        with frozen_port(stuck):
+            started = time.monotonic()
+            await runtime.ping("echo", timeout_seconds=0.5)
+            assert time.monotonic() - started < 0.4  # did not wait out the frozen one
+            await live.stop()
+            started = time.monotonic()
+            with pytest.raises(ServiceUnavailable):
+                await runtime.ping("echo", timeout_seconds=0.5)
+            assert time.monotonic() - started < 1.0
+    finally:
+        await runtime.stop()
+        await live.stop()

@@ -50,6 +50,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     mail_from: str = "Colony <no-reply@colony.example>"
     webhook_attempts: int = 5
     recommendations_timeout_seconds: float = 0.05
+    ready_timeout_seconds: float = 0.5
+    """How long a readiness probe waits for all the services it checks (asked at once); a
+    service that has not answered by then counts as down. Well under the 2 s probe timeout
+    of the Kubernetes manifests, so a frozen dependency cannot leave the probe unanswered."""
 
     def dsn_for(self, service: str) -> str:
         """A service's database: configured per service, else a SQLite file in the data dir."""

@@ -104,12 +104,19 @@ class HttpClientFactory:
             await self._session.close()
             self._session = None
 
-    async def ping(self, base_urls: Sequence[str]) -> None:
-        """Succeed if any replica answers its readiness probe."""
+    async def ping(self, base_urls: Sequence[str], timeout_seconds: float | None = None) -> None:
+        """Succeed if any replica answers its readiness probe, each asked with a bound of
+        ``timeout_seconds`` (default: the calls' timeout)."""
+        timeout = (
+            self._timeout
+            if timeout_seconds is None
+            else aiohttp.ClientTimeout(total=timeout_seconds)
+        )
         errors = []
         for base_url in base_urls:
+            url = base_url.rstrip("/") + "/health/ready"
             try:
-                async with self.session().get(base_url.rstrip("/") + "/health/ready") as response:
+                async with self.session().get(url, timeout=timeout) as response:
                     if response.status == 200:
                         return
                     errors.append(f"{base_url} answered {response.status}")

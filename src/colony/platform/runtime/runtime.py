@@ -12,8 +12,9 @@ caller and service share the process, and an HTTP client otherwise.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from graphlib import TopologicalSorter
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -118,7 +119,7 @@ class Runtime:
 
         async def ready() -> str | None:
             try:
-                await self._ping_database(name)
+                await self._ping_database(name, self.settings.ready_timeout_seconds)
             except ServiceUnavailable as exc:
                 return str(exc)
             return None if self.broker.connected else "the message broker is unreachable"
@@ -144,19 +145,50 @@ class Runtime:
         self._clients[name] = client
         return client  # type: ignore[no-any-return]
 
-    async def ping(self, name: str) -> None:
-        """Raise ServiceUnavailable unless the service answers where its callers reach it."""
+    async def ping(self, name: str, timeout_seconds: float | None = None) -> None:
+        """Raise ServiceUnavailable unless the service answers where its callers reach it,
+        within ``timeout_seconds`` if given: a frozen process accepts connections and never
+        answers, and a probe must not wait for it longer than its own caller waits."""
         placement = self.topology.placement(name)
-        if placement.binding == "http":
-            await self._http.ping(placement.addresses)
-        await self._ping_database(name)
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                if placement.binding == "http":
+                    await self._ping_any_replica(placement.addresses, timeout_seconds)
+                await self._ping_database(name)
+        except TimeoutError as exc:
+            raise ServiceUnavailable(f"{name} did not answer within {timeout_seconds} s") from exc
 
-    async def _ping_database(self, name: str) -> None:
+    async def _ping_any_replica(
+        self, addresses: Sequence[str], timeout_seconds: float | None
+    ) -> None:
+        """Ask every replica at once and take the first yes: asked in turn, one frozen replica
+        would spend the whole bound and hide the live ones behind it."""
+        probes = [
+            asyncio.ensure_future(self._http.ping([address], timeout_seconds))
+            for address in addresses
+        ]
+        problems = []
+        try:
+            for answer in asyncio.as_completed(probes):
+                try:
+                    await answer
+                    return
+                except ServiceUnavailable as exc:
+                    problems.append(str(exc))
+            raise ServiceUnavailable("; ".join(problems))
+        finally:
+            for probe in probes:
+                probe.cancel()
+            # Collect what the losers raised, so no "exception was never retrieved" is logged.
+            await asyncio.gather(*probes, return_exceptions=True)
+
+    async def _ping_database(self, name: str, timeout_seconds: float | None = None) -> None:
         if name in self.databases:
             try:
-                await self.databases[name].fetch_value("SELECT 1")
+                async with asyncio.timeout(timeout_seconds):
+                    await self.databases[name].fetch_value("SELECT 1")
             except Exception as exc:
-                raise ServiceUnavailable(f"{name}'s database: {exc}") from exc
+                raise ServiceUnavailable(f"{name}'s database: {exc!r}") from exc
 
     async def drain(self) -> int:
         """Publish every pending outbox row, until the whole system is quiet."""

@@ -35,6 +35,15 @@ _DOCS_PAGE = """<!doctype html>
 <script src="/api/docs/assets/swagger-ui-bundle.js"></script>
 <script>SwaggerUIBundle({url: "/api/openapi.json", dom_id: "#docs"});</script>
 </body></html>"""
+CRITICAL_SERVICES = frozenset(
+    {"identity", "catalog", "inventory", "cart", "orders", "payments", "delivery"}
+)
+"""What the gateway needs to keep the brief's promise that a buyer can sign in, browse and
+buy: identity signs in; catalog and inventory show listings and what is left; cart, orders
+and the checkout saga's steps (inventory, payments, delivery) take an order to the end, and
+without any of them every checkout would be cancelled. Recommendations and notifications
+have fallbacks (a buyer browses and buys while they are down), so they only ever make the
+gateway degraded, never unready; so does a service added later until it is judged here."""
 
 
 def create_app(backends: Backends, settings: Settings, auth: Authenticator) -> ASGIApp:
@@ -53,10 +62,17 @@ def create_app(backends: Backends, settings: Settings, auth: Authenticator) -> A
 
     async def ready(request: Request) -> Response:
         checks = await backends.health()
-        ok = all(checks.values())
+        down = [name for name, up in checks.items() if not up]
+        unavailable = [name for name in down if name in CRITICAL_SERVICES]
+        degraded = [name for name in down if name not in CRITICAL_SERVICES]
         return JSONResponse(
-            {"status": "ready" if ok else "not ready", "services": checks},
-            status_code=200 if ok else 503,
+            {
+                "status": "not ready" if unavailable else "ready",
+                "services": checks,
+                "unavailable": unavailable,
+                "degraded": degraded,
+            },
+            status_code=503 if unavailable else 200,
         )
 
     async def jwks(request: Request) -> Response:
