@@ -139,3 +139,25 @@ class ServiceUnavailable(ColonyError):
     status = 503
     slug = "service-unavailable"
     title = "A service is unavailable"
+
+
+class CircuitOpen(ServiceUnavailable):
+    """A dependency kept failing, so calls to it fail at once for a while (a breaker)."""
+
+    slug = "circuit-open"
+    title = "A service is failing; calls to it are held back"
+
+
+class Overloaded(ServiceUnavailable):
+    """Too many calls at once: refused at once rather than queued without bound."""
+
+    slug = "overloaded"
+    title = "Too many requests at once"
+
+
+class DeadlineExceeded(ColonyError):
+    """The caller's deadline passed: it has stopped waiting, so the work is not started."""
+
+    status = 504
+    slug = "deadline-exceeded"
+    title = "The request ran out of time"
