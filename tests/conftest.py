@@ -50,6 +50,7 @@ def settings_for(data_dir: Path, **overrides: Any) -> Settings:
         "payment_provider_url": f"http://127.0.0.1:{PROVIDER_PORT}",
         "payment_timeout_seconds": 0.5,
         "saga_step_timeout_seconds": 2.0,
+        "saga_step_patience_seconds": 1.0,
         "courier_step_seconds": COURIER_STEP_SECONDS,
         "smtp_port": SMTP_PORT,
         **overrides,

@@ -4,6 +4,7 @@ leases, cancellation requests, and steps that may not be given up on."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import msgspec
 import pytest
@@ -18,12 +19,14 @@ from colony.platform.saga import (
     SagaPolicy,
     Step,
 )
+from colony.platform.saga.definition import UNAVAILABLE_REASON
 from colony.platform.storage.migrations import migrate
 from colony.platform.storage.sqlite import SqliteDatabase
 
 FAST = SagaPolicy(
     step_timeout=1.0,
     attempts=3,
+    patience=0.0,
     lease_seconds=0.5,
     poll_seconds=0.05,
     backoff_initial=0.001,
@@ -158,11 +161,47 @@ async def test_transient_failures_are_retried_within_the_bound(db):
     assert world2.calls["b"] == FAST.attempts and hooks2.log[-1] == "cancelled"
 
 
+async def test_a_step_waits_for_a_dependency_that_is_down_as_long_as_its_patience(db):
+    world, hooks = World(), Recorder()
+    world.fail["b"] = [ServiceUnavailable("restarting")] * 12
+    definition = SagaDefinition("test", State, [world.step("a"), world.step("b")])
+    patient = dataclasses.replace(FAST, patience=30.0)
+    engine = SagaEngine(db, definition, hooks, "a", patient)
+    await begin(db, engine)
+    await engine.idle()
+    assert world.calls["b"] == 13 and hooks.log[-1] == "completed 2"
+
+
+async def test_patience_ends_at_the_saga_deadline(db):
+    world, hooks = World(), Recorder()
+    world.fail["b"] = [ServiceUnavailable("down")] * 10_000
+    definition = SagaDefinition("test", State, [world.step("a"), world.step("b")])
+    patient = dataclasses.replace(FAST, patience=60.0, deadline=0.3)
+    engine = SagaEngine(db, definition, hooks, "a", patient)
+    await begin(db, engine)
+    async with asyncio.timeout(5):
+        await engine.idle()
+    assert hooks.log[-1] == "cancelled" and world.effects == []
+
+
+async def test_a_buyer_reads_a_sentence_not_an_address_when_a_dependency_is_down(db):
+    world, hooks = World(), Recorder()
+    world.fail["b"] = [ServiceUnavailable("http://127.0.0.1:48783: Cannot connect")] * 5
+    engine = engine_for(db, world, hooks)
+    await begin(db, engine)
+    await engine.idle()
+    record = await engine.load("s1")
+    assert record.status == "cancelled"
+    assert record.reason == UNAVAILABLE_REASON and "127.0.0.1" not in record.reason
+
+
 async def test_a_step_slower_than_its_deadline_fails_it(db):
     world, hooks = World(), Recorder()
     world.block["b"] = asyncio.Event()  # never set: every attempt times out
     definition = SagaDefinition("test", State, [world.step("a"), world.step("b")])
-    policy = SagaPolicy(step_timeout=0.05, attempts=2, backoff_initial=0.001, backoff_max=0.01)
+    policy = SagaPolicy(
+        step_timeout=0.05, attempts=2, patience=0.0, backoff_initial=0.001, backoff_max=0.01
+    )
     engine = SagaEngine(db, definition, hooks, "a", policy)
     await begin(db, engine)
     await engine.idle()

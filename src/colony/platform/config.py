@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 
@@ -19,10 +20,34 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str = "info"
     log_json: bool | None = None
     access_log: bool = False
+    fault_injection: bool = False
+    """Serve ``/admin/faults`` (:mod:`colony.platform.faults`) so ``colony faults`` can break
+    this process's links, consumers and clock. Off except for chaos runs."""
     token_ttl_seconds: int = 3600
     password_hash_cost: str = "standard"  # "standard" (OWASP) or "fast" (tests only)
     search_cache_seconds: float = 2.0
     max_body_bytes: int = 64 * 1024
+    # The gateway's edge (``services/gateway/edge.py``); values out of range are refused.
+    rate_limit_per_second: Annotated[float, msgspec.Meta(ge=0)] = 50.0
+    """Requests a second each client may make at the gateway, on average (0: no limit). A
+    client is the account of a bearer token the gateway has verified before, else the
+    connection's address; past its limit it gets a 429 with ``Retry-After``."""
+    rate_limit_burst: Annotated[int, msgspec.Meta(ge=1)] = 100
+    """Requests a client may make at once after a quiet spell, before the rate applies."""
+    rate_limit_exempt: str = "127.0.0.1,::1"
+    """Addresses never rate-limited, comma-separated: by default this host's own, the
+    operator's (benchmarks, load generators, probes). Behind a proxy on this host every client
+    has the proxy's address: set this empty, or limit at the proxy."""
+    gateway_max_concurrency: Annotated[int, msgspec.Meta(ge=0)] = 512
+    """Requests inside the gateway at once (0: no limit); past it and a full queue, a 503 with
+    ``Retry-After: 1`` rather than an ever longer wait. Health and static files are exempt."""
+    gateway_max_queue: Annotated[int, msgspec.Meta(ge=0)] = 128
+    """Requests that may wait for a slot once ``gateway_max_concurrency`` are inside."""
+    gateway_queue_wait_seconds: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.005
+    """How long one of them waits before it is shed (0: none wait): a burst, not a backlog."""
+    search_stale_seconds: Annotated[float, msgspec.Meta(ge=0)] = 900.0
+    """How old an answer a search may be given, marked ``stale``, when the catalog cannot be
+    asked (0: never; the search fails with a 503 instead)."""
     dsns: dict[str, str] = msgspec.field(default_factory=dict)
     """Each service's database (``COLONY_<SERVICE>_DSN``); unset: a SQLite file."""
     urls: dict[str, str] = msgspec.field(default_factory=dict)
@@ -50,6 +75,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     mail_from: str = "Colony <no-reply@colony.example>"
     webhook_attempts: int = 5
     recommendations_timeout_seconds: float = 0.05
+    # Resilience of calls between processes (see colony.platform.resilience).
+    call_timeout_seconds: float = 2.5
+    """One attempt of a call to another service; the request's deadline may cut it shorter."""
+    request_deadline_seconds: float = 10.0
+    """What the gateway gives a request, carried down every call it makes."""
+    saga_step_patience_seconds: float = 120.0
+    """How long a checkout step waits for a dependency that is down or restarting, within the
+    order's deadline, before the saga gives up and compensates."""
+    resilience: dict[str, dict[str, float]] = msgspec.field(default_factory=dict)
+    """Per-dependency overrides of the call policies, as JSON in ``COLONY_RESILIENCE``, e.g.
+    ``{"payment-provider": {"timeout": 1.5, "breaker.open_seconds": 5}}``."""
     ready_timeout_seconds: float = 0.5
     """How long a readiness probe waits for all the services it checks (asked at once); a
     service that has not answered by then counts as down. Well under the 2 s probe timeout
@@ -67,7 +103,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         for name in fields:
             raw = env.get(f"COLONY_{name.upper()}")
             if raw is not None and name not in _PER_SERVICE:
-                values[name] = raw
+                values[name] = msgspec.json.decode(raw) if name in _JSON else raw
         for name, suffix in _PER_SERVICE.items():
             values[name] = {
                 key[len("COLONY_") : -len(suffix)].lower(): value
@@ -83,6 +119,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _PER_SERVICE = {"dsns": "_DSN", "urls": "_URL"}
+_JSON = {"resilience"}
 
 
 def _decode_path(kind: type, value: object) -> object:

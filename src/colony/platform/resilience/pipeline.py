@@ -175,7 +175,11 @@ class Dependency:
         if len(self.endpoints) == 1:
             endpoint = self.endpoints[0]
             return [endpoint] if self.breakers[endpoint].available() else []
-        live = [e for e in self.endpoints if self.healthy[e] and self.breakers[e].available()]
+        available = [e for e in self.endpoints if self.breakers[e].available()]
+        # When probes fail everywhere, the probing may be what is wrong (a caller too busy to
+        # hear answers in time): route on the breakers alone rather than refuse every call,
+        # as Envoy does below its panic threshold.
+        live = [e for e in available if self.healthy[e]] or available
         if not live:
             return []
         first = next(self._turn) % len(live)
@@ -255,7 +259,9 @@ class Dependency:
                         if fault is not None:
                             fault.after_call()
                 except NotSent:
-                    breaker.record_failure()
+                    # Nothing listens there (a process restarting): rest the endpoint at once
+                    # rather than after several refusals, so the others share its calls.
+                    breaker.trip()
                     continue
                 except ColonyError as exc:
                     if exc.status >= 500:
@@ -361,7 +367,9 @@ class Resilience:
         self.dependencies: dict[str, Dependency] = {}
 
     def policy(self, name: str) -> CallPolicy:
-        policy = self.defaults.get(name) or self.defaults.get("*") or CallPolicy()
+        kind = name.partition(":")[0]  # "webhooks:shop.example" is of the kind "webhooks"
+        policy = self.defaults.get(name) or self.defaults.get(kind) or self.defaults.get("*")
+        policy = policy or CallPolicy()
         if name in self.overrides:
             policy = policy.with_overrides(self.overrides[name])
         return policy

@@ -1,14 +1,15 @@
 """The HTTP binding: a service's interface served as JSON over HTTP, and a client for it.
 
 One route per method (``POST /rpc/<method>``) whose body is the method's parameters. The
-call's context travels in headers; errors travel as RFC 9457 problems and are raised again
-on the caller's side as the same exception class.
+call's context travels in headers (correlation id, Idempotency-Key, the deadline's remaining
+budget, which attempt this is); errors travel as RFC 9457 problems and are raised again on
+the caller's side as the same exception class. Every call goes through its dependency's
+policy pipeline (:mod:`colony.platform.resilience`): deadline, breakers per replica, health
+probes that take a silent replica out of rotation, a bulkhead, and bounded retries.
 """
 
 from __future__ import annotations
 
-import itertools
-import time
 import types
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -22,6 +23,16 @@ from starlette.routing import Route
 
 from colony.platform import context
 from colony.platform.errors import ColonyError, InvalidInput, NotFound, ServiceUnavailable
+from colony.platform.resilience import (
+    ATTEMPT_HEADER,
+    Dependency,
+    NotSent,
+    Resilience,
+    attempt_from_header,
+    attempt_number,
+    deadline,
+    retried_above,
+)
 from colony.platform.runtime.interface import MethodSpec, interface_methods
 from colony.platform.web.problems import install_problem_handlers
 
@@ -48,13 +59,21 @@ def rpc_app(
             raise InvalidInput(str(exc)) from None
         except msgspec.DecodeError as exc:
             raise InvalidInput(f"malformed parameters: {exc}") from None
-        key = request.headers.get(IDEMPOTENCY_KEY_HEADER)
+        headers = request.headers
+        key = headers.get(IDEMPOTENCY_KEY_HEADER)
         idempotency = (
-            context.IdempotencyRequest(key, request.headers.get(IDEMPOTENCY_FINGERPRINT_HEADER, ""))
+            context.IdempotencyRequest(key, headers.get(IDEMPOTENCY_FINGERPRINT_HEADER, ""))
             if key
             else None
         )
-        with context.call_context(request.headers.get(CORRELATION_HEADER), idempotency):
+        # The caller retries, so calls made while serving it make one attempt each; and work
+        # whose caller has stopped waiting is refused rather than done for nobody.
+        with (
+            context.call_context(headers.get(CORRELATION_HEADER), idempotency),
+            deadline.deadline(deadline.from_header(headers.get(deadline.DEADLINE_HEADER))),
+            retried_above(attempt_from_header(headers.get(ATTEMPT_HEADER))),
+        ):
+            deadline.check()
             kwargs = {f: getattr(params, f) for f in params.__struct_fields__}
             result = await getattr(implementation, spec.name)(**kwargs)
         if spec.result_decoder is None:
@@ -83,9 +102,11 @@ def rpc_app(
 
 
 class HttpClientFactory:
-    """Clients for remote services, sharing one keep-alive connection pool."""
+    """Clients for remote services, sharing one keep-alive connection pool and the process's
+    resilience policies (one :class:`Dependency` per service, its replicas as endpoints)."""
 
-    def __init__(self, timeout_seconds: float = 10.0) -> None:
+    def __init__(self, resilience: Resilience | None = None, timeout_seconds: float = 10.0) -> None:
+        self.resilience = resilience or Resilience()
         self._session: aiohttp.ClientSession | None = None
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
 
@@ -100,6 +121,7 @@ class HttpClientFactory:
         return self._session
 
     async def close(self) -> None:
+        await self.resilience.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -124,52 +146,32 @@ class HttpClientFactory:
                 errors.append(f"{base_url}: {exc!r}")
         raise ServiceUnavailable("; ".join(errors))
 
-    def client(self, api: type[Any], base_urls: Sequence[str]) -> Any:
+    def client(self, api: type[Any], base_urls: Sequence[str], name: str | None = None) -> Any:
         """An object with the interface's methods, each a POST to one of the replicas."""
         methods = interface_methods(api)
-        replicas = Replicas(base_urls)
+        dependency = self.resilience.dependency(
+            name or api.__name__, [url.rstrip("/") for url in base_urls]
+        )
+        dependency.start_probing(self._probe)
         namespace = {
-            name: _remote_method(self, spec, replicas) for name, spec in methods.items()
+            name: _remote_method(self, spec, dependency) for name, spec in methods.items()
         }
-        namespace["__repr__"] = lambda self: f"<HTTP client {api.__name__} at {replicas}>"
+        namespace["__repr__"] = lambda self: f"<HTTP client {api.__name__} at {dependency}>"
         cls = types.new_class(f"Http{api.__name__}", (), {}, lambda ns: ns.update(namespace))
         return cls()
 
-
-class Replicas:
-    """Round robin over a service's replicas. A replica that refuses the connection is passed
-    over for the next one (the request never reached it, so sending it elsewhere is safe
-    whatever the method does) and then tried last for ``rest_seconds``, so the live ones share
-    its load evenly meanwhile. Any later failure is the caller's to handle."""
-
-    def __init__(self, base_urls: Sequence[str], rest_seconds: float = 2.0) -> None:
-        if not base_urls:
-            raise ValueError("a remote service needs at least one URL")
-        self.base_urls = [url.rstrip("/") for url in base_urls]
-        self.rest_seconds = rest_seconds
-        self._turn = itertools.count()
-        self._refused_until: dict[str, float] = {}
-
-    def __repr__(self) -> str:
-        return ", ".join(self.base_urls)
-
-    def rotation(self) -> list[str]:
-        """Every replica once: the live ones from the next in turn, then the resting ones."""
-        if len(self.base_urls) == 1:
-            return self.base_urls
-        now = time.monotonic()
-        live = [u for u in self.base_urls if self._refused_until.get(u, 0.0) <= now]
-        resting = [u for u in self.base_urls if u not in live]
-        if not live:
-            return resting
-        first = next(self._turn) % len(live)
-        return live[first:] + live[:first] + resting
-
-    def refused(self, base_url: str) -> None:
-        self._refused_until[base_url] = time.monotonic() + self.rest_seconds
+    async def _probe(self, base_url: str, seconds: float) -> bool:
+        """Liveness, not readiness: a replica whose database is briefly away still answers
+        calls that need none, and its own errors count against its breaker anyway."""
+        timeout = aiohttp.ClientTimeout(total=seconds)
+        try:
+            async with self.session().get(base_url + "/health/live", timeout=timeout) as response:
+                return response.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            return False
 
 
-def _remote_method(factory: HttpClientFactory, spec: MethodSpec, replicas: Replicas) -> Any:
+def _remote_method(factory: HttpClientFactory, spec: MethodSpec, dependency: Dependency) -> Any:
     path = "/rpc/" + spec.name
 
     async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -180,29 +182,38 @@ def _remote_method(factory: HttpClientFactory, spec: MethodSpec, replicas: Repli
         headers = {"content-type": "application/json"}
         if cid := context.correlation_id():
             headers[CORRELATION_HEADER] = cid
-        if idem := context.idempotency_request():
+        idem = context.idempotency_request()
+        if idem is not None:
             headers[IDEMPOTENCY_KEY_HEADER] = idem.key
             headers[IDEMPOTENCY_FINGERPRINT_HEADER] = idem.fingerprint
-        for base_url in replicas.rotation():
-            url = base_url + path
+        if (attempt := attempt_number()) > 1:
+            headers[ATTEMPT_HEADER] = str(attempt)
+
+        async def send(base_url: str, seconds: float) -> bytes:
+            if budget := deadline.header_value():
+                headers[deadline.DEADLINE_HEADER] = budget
             try:
-                async with factory.session().post(url, data=body, headers=headers) as response:
+                async with factory.session().post(
+                    base_url + path,
+                    data=body,
+                    headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=seconds),
+                ) as response:
                     payload = await response.read()
                     status = response.status
-                break
             except aiohttp.ClientConnectorError as exc:
-                replicas.refused(base_url)
-                refused: Exception = exc
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                raise ServiceUnavailable(f"{url}: {exc.__class__.__name__}: {exc}") from exc
-        else:
-            raise ServiceUnavailable(f"{replicas}: {refused}") from refused
-        if status >= 400:
-            try:
-                problem = _problem_decoder.decode(payload)
-            except msgspec.DecodeError:
-                raise ServiceUnavailable(f"{url} answered {status}") from None
-            raise ColonyError.from_problem(problem)
+                raise NotSent(f"{dependency.name}: {exc}") from exc
+            except aiohttp.ClientError as exc:
+                raise ConnectionError(f"{dependency.name}: {exc.__class__.__name__}") from exc
+            if status >= 400:
+                try:
+                    problem = _problem_decoder.decode(payload)
+                except msgspec.DecodeError:
+                    raise ServiceUnavailable(f"{dependency.name} answered {status}") from None
+                raise ColonyError.from_problem(problem)
+            return payload
+
+        payload = await dependency.call(send, repeatable=spec.repeatable or idem is not None)
         if spec.result_decoder is None:
             return None
         return spec.result_decoder.decode(payload)

@@ -9,16 +9,29 @@ from __future__ import annotations
 
 import inspect
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def repeatable(method: F) -> F:
+    """Mark an interface method as safe to call again with the same arguments (a read, or a
+    write the service deduplicates, as by order id): the platform may retry it after a
+    failure that leaves its effect unknown. Unmarked methods are sent again only when the
+    request never arrived, or when the call carries an Idempotency-Key."""
+    method.__colony_repeatable__ = True  # type: ignore[attr-defined]
+    return method
 
 
 @dataclass(frozen=True, slots=True)
 class MethodSpec:
     name: str
+    repeatable: bool
     signature: inspect.Signature
     params: type[msgspec.Struct]
     returns: Any
@@ -47,6 +60,7 @@ def interface_methods(api: type[Any]) -> dict[str, MethodSpec]:
         returns = hints.get("return", None)
         methods[name] = MethodSpec(
             name=name,
+            repeatable=getattr(function, "__colony_repeatable__", False),
             signature=signature,
             params=params,
             returns=returns,

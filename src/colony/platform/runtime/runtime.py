@@ -24,6 +24,7 @@ from colony.platform.errors import ServiceUnavailable
 from colony.platform.logging import get_logger
 from colony.platform.messaging import Broker, Consumer, InProcessBroker, Outbox, OutboxRelay
 from colony.platform.messaging.jetstream import JetStreamBroker
+from colony.platform.resilience import BulkheadPolicy, CallPolicy, Resilience
 from colony.platform.runtime.definition import ServiceContext, ServiceDefinition
 from colony.platform.runtime.http_binding import HttpClientFactory, rpc_app
 from colony.platform.runtime.topology import Topology
@@ -56,7 +57,8 @@ class Runtime:
         self.databases: dict[str, Database] = {}
         self.relays: dict[str, OutboxRelay] = {}
         self.consumers: dict[str, Consumer] = {}
-        self._http = HttpClientFactory()
+        self.resilience = _resilience(settings)
+        self._http = HttpClientFactory(self.resilience)
         self.servers: dict[str, HttpServer] = {}
         self._clients: dict[str, Any] = {}
         self._by_api = {d.api: d.name for d in definitions}
@@ -139,7 +141,7 @@ class Runtime:
         if placement.binding == "inprocess":
             client = self.services[name]
         else:
-            client = self._http.client(api, placement.addresses)
+            client = self._http.client(api, placement.addresses, name)
         if self._interpose is not None:
             client = self._interpose(name, client)
         self._clients[name] = client
@@ -221,3 +223,23 @@ class Runtime:
         self.relays.clear()
         self.consumers.clear()
         self._clients.clear()
+
+
+def _resilience(settings: Settings) -> Resilience:
+    """Each kind of dependency's call policy: services by default, then the third parties
+    (whose own retries the payments service and the notification dispatcher already make
+    durable, hence fewer attempts here), then the overrides from settings."""
+    third_party = BulkheadPolicy(limit=16, queue=256)
+    return Resilience(
+        {
+            "*": CallPolicy(timeout=settings.call_timeout_seconds),
+            "payment-provider": CallPolicy(
+                timeout=settings.payment_timeout_seconds,
+                attempts=2,
+                bulkhead=BulkheadPolicy(limit=64, queue=1024),
+            ),
+            "smtp": CallPolicy(timeout=5.0, attempts=1, bulkhead=third_party),
+            "webhooks": CallPolicy(timeout=5.0, attempts=1, bulkhead=third_party),
+        },
+        settings.resilience,
+    )

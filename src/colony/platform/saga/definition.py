@@ -6,11 +6,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from colony.platform.errors import ServiceUnavailable
+from colony.platform.errors import ColonyError, DeadlineExceeded, ServiceUnavailable
 
 S = TypeVar("S")
 
-TRANSIENT: tuple[type[BaseException], ...] = (ServiceUnavailable, TimeoutError, ConnectionError)
+TRANSIENT: tuple[type[BaseException], ...] = (
+    ServiceUnavailable,
+    DeadlineExceeded,
+    TimeoutError,
+    ConnectionError,
+)
 """Failures worth another attempt; anything else a step raises is an answer (a decline, no
 stock) and turns the saga round at once."""
 
@@ -64,6 +69,13 @@ class SagaHooks(Generic[S]):
         pass
 
 
+UNAVAILABLE_REASON = "A service this order needs did not respond in time."
+
+
 def describe(exc: BaseException) -> str:
-    detail = getattr(exc, "detail", None) or str(exc) or type(exc).__name__
-    return str(detail)
+    """What a person reads about a failed step: the service's own words for an answer (a
+    decline, no stock), one plain sentence for a failure of the machinery (a timeout, a
+    service down), whose detail, with its addresses, belongs in the logs and stays there."""
+    if isinstance(exc, ColonyError) and exc.status < 500:
+        return exc.detail
+    return UNAVAILABLE_REASON

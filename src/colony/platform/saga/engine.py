@@ -26,6 +26,7 @@ import msgspec
 from colony.platform import context
 from colony.platform.clock import utc_now, utc_now_iso
 from colony.platform.logging import get_logger
+from colony.platform.resilience import deadline, retried_above
 from colony.platform.saga.definition import SagaDefinition, SagaHooks, Step, describe
 from colony.platform.storage import Database
 
@@ -43,7 +44,12 @@ class SagaPolicy:
     step_timeout: float = 5.0
     """Deadline of one attempt of one step."""
     attempts: int = 5
-    """Attempts of a step that fails transiently before the saga turns round."""
+    """Attempts of a step that fails transiently, at least, before the saga turns round."""
+    patience: float = 120.0
+    """Seconds a step keeps retrying transient failures (a dependency down or restarting),
+    from its first attempt, within the saga's deadline: a restart must not cost an order.
+    Calls inside a step make one attempt each (see :mod:`colony.platform.resilience`): the
+    saga is the layer that retries them, and its repeats are charged to retry budgets."""
     deadline: float = 600.0
     """From begin to the end of the forward steps; past it the saga turns round."""
     lease_seconds: float = 30.0
@@ -205,7 +211,8 @@ class SagaEngine(Generic[S]):
         # The saga keeps the request's correlation id, not its Idempotency-Key: every step
         # would be taken for a repeat of the request (a compensation for a replay of its
         # step, say) by a service that stores results by key.
-        with context.without_idempotency():
+        # Nor the request's deadline: the saga outlives the request that began it.
+        with context.without_idempotency(), deadline.no_deadline():
             task = asyncio.create_task(self._run(saga_id, fresh), name=f"saga:{saga_id}")
         self._tasks[saga_id] = task
         task.add_done_callback(lambda _: self._tasks.pop(saga_id, None))
@@ -304,6 +311,7 @@ class SagaEngine(Generic[S]):
                 raise
             except Exception as exc:
                 if step.critical:
+                    _log.info("saga step failed", saga=saga.id, step=step.name, error=repr(exc))
                     await self._checkpoint(saga, done)
                     return await self._turn_round(saga, step.name, describe(exc))
                 _log.warning("saga step skipped", saga=saga.id, step=step.name, error=repr(exc))
@@ -342,17 +350,22 @@ class SagaEngine(Generic[S]):
         policy = self.policy
         if step.persistent:
             return await self._until_done(saga, step.name, step.action)  # type: ignore[no-any-return]
-        for attempt in range(1, policy.attempts + 1):
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
             try:
-                async with asyncio.timeout(policy.step_timeout):
-                    return await step.action(saga.state)
+                with retried_above(attempt), deadline.deadline(policy.step_timeout):
+                    async with asyncio.timeout(policy.step_timeout):
+                        return await step.action(saga.state)
             except self.definition.transient as exc:
-                if attempt == policy.attempts:
+                patient = time.monotonic() - started < policy.patience
+                if (attempt >= policy.attempts and not patient) or saga.deadline_at < utc_now_iso():
                     raise
-                _log.info("saga step retried", saga=saga.id, step=step.name, error=repr(exc))
+                log = _log.info if attempt == 1 else _log.debug
+                log("saga step retried", saga=saga.id, step=step.name, error=repr(exc))
                 await self._pause(attempt)
                 await self._renew(saga.id)
-        raise AssertionError("unreachable")
 
     async def _pause(self, attempt: int) -> None:
         ceiling = min(self.policy.backoff_max, self.policy.backoff_initial * 2 ** (attempt - 1))
@@ -410,8 +423,9 @@ class SagaEngine(Generic[S]):
         while True:
             attempt += 1
             try:
-                async with asyncio.timeout(self.policy.step_timeout):
-                    return await work(saga.state)
+                with retried_above(attempt), deadline.deadline(self.policy.step_timeout):
+                    async with asyncio.timeout(self.policy.step_timeout):
+                        return await work(saga.state)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

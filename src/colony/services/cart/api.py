@@ -6,6 +6,7 @@ from typing import Annotated, ClassVar, Literal, Protocol
 
 import msgspec
 
+from colony.platform.runtime.interface import repeatable
 from colony.platform.security import Actor
 
 MAX_LINE_QUANTITY = 99
@@ -43,6 +44,7 @@ class PurchasedLine(msgspec.Struct, frozen=True, kw_only=True):
 class CartApi(Protocol):
     service_name: ClassVar[str] = "cart"
 
+    @repeatable
     async def get_cart(self, actor: Actor) -> Cart:
         """The caller's cart, priced now, with each line's availability."""
         ...
@@ -51,14 +53,18 @@ class CartApi(Protocol):
         """Add units of a listing (adding to a line already there)."""
         ...
 
+    @repeatable
     async def set_quantity(self, actor: Actor, listing_id: str, quantity: int) -> Cart:
         """Set a line's quantity; 0 removes it."""
         ...
 
+    @repeatable
     async def remove_item(self, actor: Actor, listing_id: str) -> Cart: ...
 
+    @repeatable
     async def clear(self, actor: Actor) -> Cart: ...
 
+    @repeatable
     async def remove_purchased(
         self, actor: Actor, buyer_id: str, order_id: str, lines: list[PurchasedLine]
     ) -> None:

@@ -7,6 +7,7 @@ from typing import Annotated, ClassVar, Literal, Protocol
 import msgspec
 
 from colony.platform.messaging import Event
+from colony.platform.runtime.interface import repeatable
 from colony.platform.security import Actor
 
 MAX_PRICE_MINOR = 100_000_000  # 1,000,000.00 in a currency with two decimals
@@ -125,20 +126,25 @@ class ListingDelisted(Event, frozen=True, kw_only=True):
 class CatalogApi(Protocol):
     service_name: ClassVar[str] = "catalog"
 
+    @repeatable
     async def categories(self) -> list[Category]: ...
 
+    @repeatable
     async def search(self, query: SearchQuery) -> SearchPage:
         """Active listings matching the query; eventually consistent, served from a cache."""
         ...
 
+    @repeatable
     async def get_listing(self, listing_id: str) -> Listing:
         """One listing, active or delisted; 404 if it never existed."""
         ...
 
+    @repeatable
     async def get_listings(self, listing_ids: list[str]) -> list[Listing]:
         """The listings among ``listing_ids`` that exist, in no particular order."""
         ...
 
+    @repeatable
     async def seller_listings(
         self, actor: Actor, page: int = 1, page_size: int = 50
     ) -> SellerListings: ...

@@ -13,6 +13,7 @@ from typing import Annotated, ClassVar, Literal, Protocol
 import msgspec
 
 from colony.platform.messaging import Event
+from colony.platform.runtime.interface import repeatable
 from colony.platform.security import Actor
 
 UNDELIVERABLE_POSTCODE = "00000"
@@ -63,6 +64,8 @@ class Shipment(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DeliveryAudit(msgspec.Struct, frozen=True, kw_only=True):
+    checked_at: str
+    """The moment the shipments were counted (ISO 8601, UTC)."""
     shipments: int
     by_status: dict[str, int]
 
@@ -80,6 +83,7 @@ class ShipmentStatusChanged(Event, frozen=True, kw_only=True):
 class DeliveryApi(Protocol):
     service_name: ClassVar[str] = "delivery"
 
+    @repeatable
     async def create_shipments(
         self,
         actor: Actor,
@@ -92,13 +96,16 @@ class DeliveryApi(Protocol):
         returns the shipments as they are. ``Undeliverable`` for an address no courier serves."""
         ...
 
+    @repeatable
     async def cancel_shipments(self, actor: Actor, order_id: str) -> list[Shipment]:
         """Cancel the order's shipments (a compensation, or the buyer cancelling). ``Conflict``
         once any has been picked up. Cancelling twice, or an order without shipments, is fine."""
         ...
 
+    @repeatable
     async def shipments_for_order(self, actor: Actor, order_id: str) -> list[Shipment]:
         """The buyer, a seller (their own shipment only), or the system."""
         ...
 
+    @repeatable
     async def audit(self, actor: Actor) -> DeliveryAudit: ...

@@ -7,6 +7,7 @@ from typing import Annotated, ClassVar, Literal, Protocol
 import msgspec
 
 from colony.platform.messaging import Event
+from colony.platform.runtime.interface import repeatable
 from colony.platform.security import Role
 
 Email = Annotated[
@@ -75,12 +76,15 @@ class IdentityApi(Protocol):
         """Create an account with any role, admin included (operators and seeding only)."""
         ...
 
+    @repeatable
     async def issue_token(self, credentials: Credentials) -> TokenGrant:
         """Exchange e-mail and password for a signed access token; 401 if they do not match."""
         ...
 
+    @repeatable
     async def jwks(self) -> Jwks:
         """The public keys that verify access tokens."""
         ...
 
+    @repeatable
     async def get_account(self, account_id: str) -> Account: ...

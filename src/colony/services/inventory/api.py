@@ -7,6 +7,7 @@ from typing import Annotated, ClassVar, Literal, Protocol
 import msgspec
 
 from colony.platform.messaging import Event
+from colony.platform.runtime.interface import repeatable
 from colony.platform.security import Actor
 
 MAX_QUANTITY = 1_000_000
@@ -52,6 +53,8 @@ class Reservation(msgspec.Struct, frozen=True, kw_only=True):
 class StockAudit(msgspec.Struct, frozen=True, kw_only=True):
     """What ``colony verify`` checks: conservation per listing, and reservations."""
 
+    checked_at: str
+    """The moment of the one snapshot every figure was read in (ISO 8601, UTC)."""
     listings: int
     unbalanced: list[str]
     """Listings where available + reserved + sold != received, or a figure is negative."""
@@ -73,10 +76,12 @@ class StockChanged(Event, frozen=True, kw_only=True):
 class InventoryApi(Protocol):
     service_name: ClassVar[str] = "inventory"
 
+    @repeatable
     async def stock(self, listing_id: str) -> StockLevel:
         """The stock of one listing; a listing never stocked has zeroes."""
         ...
 
+    @repeatable
     async def availability(self, listing_ids: list[str]) -> dict[str, int]:
         """Units available now, per listing (0 for unknown listings)."""
         ...
@@ -93,6 +98,7 @@ class InventoryApi(Protocol):
 
     # --- reservations, for the checkout saga (system callers only) -------------------------
 
+    @repeatable
     async def reserve(
         self, actor: Actor, reservation_id: str, lines: list[ReservationLine], ttl_seconds: float
     ) -> Reservation:
@@ -100,15 +106,19 @@ class InventoryApi(Protocol):
         reservation id returns the reservation as it is."""
         ...
 
+    @repeatable
     async def commit_reservation(self, actor: Actor, reservation_id: str) -> Reservation:
         """Held units become sold. ``Conflict`` if the hold was released or expired."""
         ...
 
+    @repeatable
     async def release_reservation(self, actor: Actor, reservation_id: str) -> Reservation:
         """Held units go back on sale (``released``); sold units too (``returned``).
         Releasing twice, or a reservation never made, changes nothing."""
         ...
 
+    @repeatable
     async def get_reservation(self, actor: Actor, reservation_id: str) -> Reservation: ...
 
+    @repeatable
     async def audit(self, actor: Actor) -> StockAudit: ...

@@ -11,6 +11,7 @@ from typing import Annotated, ClassVar, Protocol
 
 import msgspec
 
+from colony.platform.runtime.interface import repeatable
 from colony.platform.security import Actor
 
 WebhookUrl = Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s]{1,2000}$")]
@@ -58,22 +59,27 @@ class WebhookDelivery(msgspec.Struct, frozen=True, kw_only=True):
 class NotificationsApi(Protocol):
     service_name: ClassVar[str] = "notifications"
 
+    @repeatable
     async def feed(
         self, actor: Actor, limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20
     ) -> NotificationFeed:
         """The caller's in-app notifications, newest first."""
         ...
 
+    @repeatable
     async def mark_read(self, actor: Actor, notification_id: str) -> Notification: ...
 
+    @repeatable
     async def set_webhook(self, actor: Actor, url: WebhookUrl) -> WebhookEndpoint:
         """A seller's webhook URL (replacing any before it; the secret is kept)."""
         ...
 
+    @repeatable
     async def get_webhook(self, actor: Actor) -> WebhookEndpoint:
         """The seller's webhook (``NotFound`` when none is set)."""
         ...
 
+    @repeatable
     async def webhook_deliveries(
         self, actor: Actor, limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20
     ) -> list[WebhookDelivery]: ...

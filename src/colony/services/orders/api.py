@@ -13,6 +13,7 @@ from typing import Annotated, ClassVar, Literal, Protocol
 import msgspec
 
 from colony.platform.messaging import Event
+from colony.platform.runtime.interface import repeatable
 from colony.platform.security import Actor
 from colony.services.delivery.api import Address
 from colony.services.payments.api import CardNumber
@@ -107,6 +108,8 @@ class SellerOrderPage(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class OrdersAudit(msgspec.Struct, frozen=True, kw_only=True):
+    checked_at: str
+    """The moment of the one snapshot the orders and their sagas were read in (ISO 8601)."""
     orders: int
     by_status: dict[str, int]
     overdue: list[str]
@@ -150,16 +153,19 @@ class OrdersApi(Protocol):
         """Turn the buyer's cart into an order and start its checkout saga."""
         ...
 
+    @repeatable
     async def get_order(self, actor: Actor, order_id: str) -> Order:
         """The buyer's own order (or any, for an admin)."""
         ...
 
+    @repeatable
     async def order_history(
         self, actor: Actor, page: PageNumber = 1, page_size: PageSize = 20
     ) -> OrderPage:
         """The buyer's orders, newest first."""
         ...
 
+    @repeatable
     async def seller_queue(
         self, actor: Actor, page: PageNumber = 1, page_size: PageSize = 20
     ) -> SellerOrderPage:
@@ -178,4 +184,5 @@ class OrdersApi(Protocol):
         """Rebuild the read models from the event streams (admin)."""
         ...
 
+    @repeatable
     async def audit(self, actor: Actor) -> OrdersAudit: ...

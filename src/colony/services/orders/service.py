@@ -219,6 +219,7 @@ class OrdersService:
         policy = SagaPolicy(
             step_timeout=settings.saga_step_timeout_seconds,
             attempts=settings.saga_step_attempts,
+            patience=settings.saga_step_patience_seconds,
             deadline=settings.order_deadline_seconds,
             lease_seconds=settings.saga_lease_seconds,
         )
@@ -478,10 +479,16 @@ class OrdersService:
         return await self.projections.rebuild()
 
     async def audit(self, actor: Actor) -> OrdersAudit:
+        """The event store and the sagas read in one snapshot, so an order's state and its
+        saga's are of the same moment."""
         actor.require("system")
-        rows = await self.db.fetch_all(
-            "SELECT stream_id, type, data FROM event_store ORDER BY position"
-        )
+        async with self.db.snapshot() as moment:
+            rows = await self.db.fetch_all(
+                "SELECT stream_id, type, data FROM event_store ORDER BY position"
+            )
+            overdue = sorted(await self.checkout.overdue())
+            for engine in (self.cancellation, self.refunds):
+                overdue.extend(saga.split(":", 1)[0] for saga in await engine.overdue())
         streams: dict[str, list[tuple[str, Any]]] = {}
         for stream_id, type_name, data in rows:
             event = msgspec.json.decode(data, type=domain.EVENT_TYPES[type_name])
@@ -498,10 +505,8 @@ class OrdersService:
                 owed[order_id] = order.placed.total_minor - order.refunded_minor
             elif order.status == "cancelled":
                 owed[order_id] = 0
-        overdue = sorted(await self.checkout.overdue())
-        for engine in (self.cancellation, self.refunds):
-            overdue.extend(saga.split(":", 1)[0] for saga in await engine.overdue())
         return OrdersAudit(
+            checked_at=moment.isoformat(),
             orders=sum(by_status.values()),
             by_status=by_status,
             overdue=overdue,

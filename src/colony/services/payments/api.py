@@ -18,6 +18,7 @@ from typing import Annotated, ClassVar, Literal, Protocol
 import msgspec
 
 from colony.platform.messaging import Event
+from colony.platform.runtime.interface import repeatable
 from colony.platform.security import Actor
 
 CardNumber = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{12,19}$")]
@@ -58,6 +59,8 @@ class LedgerEntry(msgspec.Struct, frozen=True, kw_only=True):
 class PaymentsAudit(msgspec.Struct, frozen=True, kw_only=True):
     """What ``colony verify`` checks."""
 
+    checked_at: str
+    """The moment of the one snapshot every table was read in (ISO 8601, UTC)."""
     payments: int
     ledger_transactions: int
     ledger_sum_minor: int
@@ -96,6 +99,7 @@ class PaymentRefunded(Event, frozen=True, kw_only=True):
 class PaymentsApi(Protocol):
     service_name: ClassVar[str] = "payments"
 
+    @repeatable
     async def authorize(
         self,
         actor: Actor,
@@ -111,15 +115,18 @@ class PaymentsApi(Protocol):
         the call for the same order returns the payment as it is."""
         ...
 
+    @repeatable
     async def capture(self, actor: Actor, order_id: str) -> Payment:
         """Capture the whole authorization; books buyer → escrow. Repeating is a no-op."""
         ...
 
+    @repeatable
     async def void(self, actor: Actor, order_id: str) -> Payment | None:
         """Release an authorization (a saga compensation). None if there was no payment;
         a declined or voided payment is returned unchanged; a captured one is refunded."""
         ...
 
+    @repeatable
     async def refund(
         self, actor: Actor, order_id: str, seller_id: str | None, reason: str
     ) -> Payment:
@@ -128,10 +135,13 @@ class PaymentsApi(Protocol):
         refunded changes nothing."""
         ...
 
+    @repeatable
     async def get_payment(self, actor: Actor, order_id: str) -> Payment:
         """The buyer of the order, a seller in it, or the system."""
         ...
 
+    @repeatable
     async def ledger(self, actor: Actor, order_id: str) -> list[LedgerEntry]: ...
 
+    @repeatable
     async def audit(self, actor: Actor) -> PaymentsAudit: ...

@@ -10,6 +10,8 @@ from typing import Annotated, ClassVar, Protocol
 
 import msgspec
 
+from colony.platform.runtime.interface import repeatable
+
 
 class Recommendation(msgspec.Struct, frozen=True, kw_only=True):
     listing_id: str
@@ -20,6 +22,7 @@ class Recommendation(msgspec.Struct, frozen=True, kw_only=True):
 class RecommendationsApi(Protocol):
     service_name: ClassVar[str] = "recommendations"
 
+    @repeatable
     async def bought_together(
         self, listing_id: str, limit: Annotated[int, msgspec.Meta(ge=1, le=20)] = 4
     ) -> list[Recommendation]:
