@@ -214,9 +214,14 @@ def _idempotency(
 
 
 def openapi_document(
-    routers: list[ApiRouter], title: str, version: str, description: str = ""
+    routers: list[ApiRouter],
+    title: str,
+    version: str,
+    description: str = "",
+    common_errors: tuple[int, ...] = (),
 ) -> dict[str, Any]:
-    """An OpenAPI 3.1 document for every declared operation."""
+    """An OpenAPI 3.1 document for every declared operation; ``common_errors`` are statuses
+    any operation may answer with (those of middleware in front of every route)."""
     types: list[Any] = []
     for router in routers:
         for op in router.operations:
@@ -229,6 +234,10 @@ def openapi_document(
     schema_of = dict(zip(map(id, types), schemas, strict=True))
     paths: dict[str, dict[str, Any]] = {}
     problem = {"$ref": "#/components/schemas/Problem"}
+    retry_after = {
+        "description": "Seconds to wait before trying again.",
+        "schema": {"type": "integer", "minimum": 1},
+    }
     for router in routers:
         for op in router.operations:
             operation: dict[str, Any] = {
@@ -270,7 +279,8 @@ def openapi_document(
                     "description": "OK",
                     "content": {"application/json": {"schema": schema_of[id(op.response)]}},
                 }
-            errors = set(op.errors) | {422} | ({401, 403} if op.auth else set())
+            errors = set(op.errors) | set(common_errors) | {422}
+            errors |= {401, 403} if op.auth else set()
             if op.body is not None:
                 errors |= {400, 413, 415}
             for status in sorted(errors):
@@ -278,6 +288,8 @@ def openapi_document(
                     "description": "Problem details (RFC 9457)",
                     "content": {PROBLEM_JSON: {"schema": problem}},
                 }
+                if status in (429, 503):
+                    operation["responses"][str(status)]["headers"] = {"Retry-After": retry_after}
             if op.auth:
                 operation["security"] = [{"bearer": []}]
             paths.setdefault(router.prefix + op.path, {})[op.method.lower()] = operation

@@ -20,6 +20,7 @@ from colony.services.catalog.api import (
 )
 from colony.services.gateway.auth import Authenticator
 from colony.services.gateway.backends import Backends
+from colony.services.gateway.last_good import UNREACHABLE, LastGood
 from colony.services.identity.api import Account, Credentials, Jwks, Registration, TokenGrant
 from colony.services.inventory.api import Delta, Quantity, Reason, StockLevel
 
@@ -28,6 +29,12 @@ class ListingDetail(msgspec.Struct, frozen=True, kw_only=True):
     listing: Listing
     available: int | None
     """Units in stock now; null when inventory cannot be asked."""
+
+
+class SearchAnswer(SearchPage, frozen=True, kw_only=True):
+    stale: bool = False
+    """True when the catalog could not be asked and this is the last answer it gave to the
+    same search, kept by the gateway (at most ``COLONY_SEARCH_STALE_SECONDS`` old)."""
 
 
 class StockReceipt(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -53,8 +60,11 @@ class SellerListingsQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
     page_size: Annotated[int, msgspec.Meta(ge=1, le=100)] = 50
 
 
-def build_api(backends: Backends, auth: Authenticator) -> ApiRouter:
+def build_api(
+    backends: Backends, auth: Authenticator, search_stale_seconds: float = 0.0
+) -> ApiRouter:
     api = ApiRouter("/api/v1", auth.bearer)
+    last_searches: LastGood[SearchPage] = LastGood(search_stale_seconds)
     identity, catalog, inventory, cart = (
         backends.identity,
         backends.catalog,
@@ -115,9 +125,10 @@ def build_api(backends: Backends, auth: Authenticator) -> ApiRouter:
         summary="Search listings",
         tag="catalog",
         query=SearchQuery,
-        response=SearchPage,
+        response=SearchAnswer,
+        errors=(503,),
     )
-    async def search(call: Call) -> SearchPage:
+    async def search(call: Call) -> SearchAnswer:
         query: SearchQuery = call.query
         if (
             query.min_price is not None
@@ -125,7 +136,16 @@ def build_api(backends: Backends, auth: Authenticator) -> ApiRouter:
             and query.min_price > query.max_price
         ):
             raise InvalidInput("min_price must not exceed max_price.")
-        return await catalog.search(query)
+        try:
+            page = await catalog.search(query)
+        except UNREACHABLE:
+            # Browsing stays available: the last answer to this search, marked as such.
+            kept = last_searches.recall(query)
+            if kept is None:
+                raise
+            return SearchAnswer(**msgspec.structs.asdict(kept), stale=True)
+        last_searches.remember(query, page)
+        return SearchAnswer(**msgspec.structs.asdict(page))
 
     @api.route(
         "GET",

@@ -22,6 +22,7 @@ from colony.services.gateway.api_orders import add_order_routes
 from colony.services.gateway.api_v1 import build_api
 from colony.services.gateway.auth import Authenticator
 from colony.services.gateway.backends import Backends
+from colony.services.gateway.edge import EDGE_ERRORS, protect
 from colony.services.gateway.storefront import storefront_routes
 
 API_DESCRIPTION = (
@@ -47,9 +48,11 @@ gateway degraded, never unready; so does a service added later until it is judge
 
 
 def create_app(backends: Backends, settings: Settings, auth: Authenticator) -> ASGIApp:
-    api = build_api(backends, auth)
+    api = build_api(backends, auth, settings.search_stale_seconds)
     add_order_routes(api, backends, settings.recommendations_timeout_seconds)
-    openapi = msgspec.json.encode(openapi_document([api], "Colony", "1.0.0", API_DESCRIPTION))
+    openapi = msgspec.json.encode(
+        openapi_document([api], "Colony", "1.0.0", API_DESCRIPTION, EDGE_ERRORS)
+    )
 
     async def openapi_json(request: Request) -> Response:
         return Response(openapi, media_type="application/json")
@@ -97,5 +100,5 @@ def create_app(backends: Backends, settings: Settings, auth: Authenticator) -> A
     ]
     app = Starlette(routes=routes)
     install_problem_handlers(app)
-    limited = BodySizeLimit(app, settings.max_body_bytes)
+    limited = protect(BodySizeLimit(app, settings.max_body_bytes), settings, auth)
     return AccessLog(limited) if settings.access_log else limited
