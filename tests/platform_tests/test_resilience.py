@@ -413,3 +413,14 @@ def test_policies_take_overrides_from_settings() -> None:
         CallPolicy().with_overrides({"breakers.x": 1})
     with pytest.raises(TypeError):
         CallPolicy().with_overrides({"nonsense": 1})
+
+
+async def test_failed_results_count_against_the_breaker() -> None:
+    dependency = _dependency(attempts=1, breaker=BreakerPolicy(consecutive_failures=2))
+
+    async def unavailable(endpoint: str, seconds: float) -> int:
+        return 503
+
+    for _ in range(2):
+        assert await dependency.call(unavailable, repeatable=False, failed=lambda s: s >= 500)
+    assert dependency.state == "open"

@@ -29,6 +29,7 @@ from colony.platform.errors import (
     ServiceUnavailable,
 )
 from colony.platform.messaging import Message
+from colony.platform.resilience import retried_above
 from colony.platform.runtime import Runtime, ServiceDefinition, Topology
 from colony.platform.security import Actor
 from colony.platform.web.server import HttpServer, free_port
@@ -98,6 +99,9 @@ class World:
         assert audit.double_charges == []
 
 
+_NO_BREAKER = {"breaker.consecutive_failures": 10_000, "breaker.minimum_calls": 10_000}
+
+
 @asynccontextmanager
 async def running(
     tmp_path: Path, binding: str = "inprocess", **settings: Any
@@ -105,6 +109,10 @@ async def running(
     async with open_provider(":memory:") as provider:
         server = HttpServer(create_app(provider), "127.0.0.1", free_port())
         await server.start()
+        # These tests are about what payments makes of each answer, one call at a time; the
+        # provider's breaker, which would hold calls back after a run of timeouts, has tests
+        # of its own.
+        settings.setdefault("resilience", {"payment-provider": _NO_BREAKER})
         runtime = Runtime(
             Settings(data_dir=tmp_path, payment_provider_url=server.url, **settings),
             [ServiceDefinition("payments", PaymentsApi, PaymentsService, MIGRATIONS)],
@@ -233,7 +241,10 @@ async def test_a_timeout_is_settled_by_asking_about_the_key(tmp_path, phase, req
     async with running(tmp_path, payment_timeout_seconds=0.25) as w:
         order = new_order()
         await w.behave(timeout_rate=1.0, seed=seed_for(phase))
-        call = asyncio.create_task(w.authorize(order))
+        # As a saga step calls it: the saga is the layer that retries, so the client makes
+        # one attempt and payments settles the timeout itself.
+        with retried_above():
+            call = asyncio.create_task(w.authorize(order))
         # Heal the provider while the client still waits: the lookup then answers.
         await wait_for(lambda: _timeouts(w, phase))
         await w.behave()
@@ -577,3 +588,17 @@ async def test_bad_input_never_reaches_the_provider(world, fields):
     with pytest.raises(InvalidInput):
         await world.authorize(new_order(), **fields)
     assert (await world.stats())["requests"] == 0
+
+
+async def test_an_outage_opens_the_breaker_and_spares_the_provider(tmp_path):
+    breaker = {"breaker.consecutive_failures": 3, "breaker.open_seconds": 30.0}
+    async with running(tmp_path, resilience={"payment-provider": breaker}) as w:
+        await w.behave(outage=True)
+        for _ in range(20):
+            with pytest.raises(ServiceUnavailable):
+                await w.authorize(new_order())
+        requests = (await w.stats())["requests"]
+        # Two attempts per call until the third failure in a row opens the breaker; then
+        # nothing reaches the provider until it has had time to recover.
+        assert requests <= 4
+        assert w.runtime.resilience.dependencies["payment-provider"].state == "open"

@@ -208,7 +208,7 @@ class Dependency:
         attempt = 1
         while True:
             try:
-                result = await self._attempt(send, policy)
+                result = await self._attempt(send, policy, failed)
             except ColonyError as exc:
                 if exc.status < 500 or isinstance(exc, CircuitOpen):
                     raise
@@ -234,7 +234,12 @@ class Dependency:
                 raise error
             await asyncio.sleep(pause)
 
-    async def _attempt(self, send: Callable[[str, float], Awaitable[T]], policy: CallPolicy) -> T:
+    async def _attempt(
+        self,
+        send: Callable[[str, float], Awaitable[T]],
+        policy: CallPolicy,
+        failed: Callable[[T], bool] | None,
+    ) -> T:
         timeout = deadline.bounded(policy.timeout)
         endpoints = self.rotation()
         if not endpoints:
@@ -272,7 +277,10 @@ class Dependency:
                 except (TimeoutError, ConnectionError):
                     breaker.record_failure()
                     raise
-                breaker.record_success()
+                if failed is not None and failed(result):
+                    breaker.record_failure()
+                else:
+                    breaker.record_success()
                 return result
         raise ServiceUnavailable(f"{self.name}: no endpoint could be reached.")
 

@@ -12,6 +12,8 @@ from colony.platform.messaging import Outbox
 from colony.platform.storage import Database
 
 if TYPE_CHECKING:
+    from colony.platform.http_client import HttpClient
+    from colony.platform.resilience import Resilience
     from colony.platform.runtime.runtime import Runtime
 
 Api = TypeVar("Api")
@@ -47,3 +49,13 @@ class ServiceContext:
 
     def client(self, api: type[Api]) -> Api:
         return self.runtime.client(api)
+
+    @property
+    def http(self) -> HttpClient:
+        """Calls to third parties over HTTP, through the platform's policies."""
+        return self.runtime.http
+
+    @property
+    def resilience(self) -> Resilience:
+        """The policies of this process's dependencies, for calls made by other means (SMTP)."""
+        return self.runtime.resilience

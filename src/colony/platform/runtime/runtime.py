@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from colony.platform.config import Settings
 from colony.platform.errors import ServiceUnavailable
+from colony.platform.http_client import HttpClient
 from colony.platform.logging import get_logger
 from colony.platform.messaging import Broker, Consumer, InProcessBroker, Outbox, OutboxRelay
 from colony.platform.messaging.jetstream import JetStreamBroker
@@ -59,6 +60,8 @@ class Runtime:
         self.consumers: dict[str, Consumer] = {}
         self.resilience = _resilience(settings)
         self._http = HttpClientFactory(self.resilience)
+        self.http = HttpClient(self.resilience)
+        """The client for third parties over HTTP, for every service of this process."""
         self.servers: dict[str, HttpServer] = {}
         self._clients: dict[str, Any] = {}
         self._by_api = {d.api: d.name for d in definitions}
@@ -216,6 +219,7 @@ class Runtime:
                 await stop()
             _log.debug("service stopped", service=name)
         await self._http.close()
+        await self.http.close()
         for db in self.databases.values():
             await db.close()
         self.services.clear()

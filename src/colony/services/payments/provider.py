@@ -16,9 +16,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import aiohttp
 import msgspec
 
+from colony.platform.errors import DeadlineExceeded, ServiceUnavailable
+from colony.platform.http_client import HttpClient
+from colony.platform.resilience import NotSent
+
+DEPENDENCY = "payment-provider"
 IntentStatus = Literal["authorized", "declined", "captured", "voided", "refunded"]
 
 _encode = msgspec.json.Encoder().encode
@@ -87,23 +91,12 @@ _refund_decoder = msgspec.json.Decoder(Refund)
 
 
 class ProviderClient:
-    """One keep-alive session, made on first use (inside the running loop)."""
+    """The provider's API as calls through the platform's HTTP client, as the dependency
+    ``payment-provider`` (its timeout, breaker and bulkhead are that dependency's policy)."""
 
-    def __init__(self, base_url: str, timeout_seconds: float) -> None:
+    def __init__(self, http: HttpClient, base_url: str) -> None:
         self.base_url = base_url.rstrip("/")
-        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
-        self._session: aiohttp.ClientSession | None = None
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=64, keepalive_timeout=30)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
-        return self._session
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        self._http = http
 
     async def _call(
         self,
@@ -120,18 +113,28 @@ class ProviderClient:
         if key is not None:
             headers["idempotency-key"] = key
         try:
-            async with self._http().request(
-                method, self.base_url + path, data=body, headers=headers, params=params
-            ) as response:
-                return response.status, await response.read()
-        except aiohttp.ClientConnectorError as exc:
-            # Refused or unresolvable before anything was sent.
+            response = await self._http.request(
+                DEPENDENCY,
+                self.base_url,
+                method,
+                path,
+                body=body,
+                headers=headers,
+                params=params,
+                # The provider replays a keyed request; a lookup changes nothing.
+                repeatable=key is not None or method == "GET",
+            )
+        except NotSent as exc:
             raise ProviderUnavailable(f"cannot reach the payment provider: {exc}") from exc
+        except (ServiceUnavailable, DeadlineExceeded) as exc:
+            # Held back before sending (an open breaker, a full bulkhead, no time left).
+            raise ProviderUnavailable(f"the payment provider was not called: {exc}") from exc
         except TimeoutError as exc:
             raise OutcomeUnknown("the payment provider did not answer in time") from exc
-        except aiohttp.ClientError as exc:
+        except ConnectionError as exc:
             # The request may have reached the provider before the connection broke.
             raise OutcomeUnknown(f"the connection to the payment provider broke: {exc}") from exc
+        return response.status, response.body
 
     async def _send(self, method: str, path: str, **kwargs: Any) -> bytes:
         status, payload = await self._call(method, path, **kwargs)

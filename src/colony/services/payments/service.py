@@ -213,12 +213,7 @@ class PaymentsService:
         self.db = ctx.db
         self.outbox = ctx.outbox
         self.fee_bps = ctx.settings.marketplace_fee_bps
-        self.provider = ProviderClient(
-            ctx.settings.payment_provider_url, ctx.settings.payment_timeout_seconds
-        )
-
-    async def stop(self) -> None:
-        await self.provider.close()
+        self.provider = ProviderClient(ctx.http, ctx.settings.payment_provider_url)
 
     def subscriptions(self) -> dict[type[Any], Handler]:
         return {ShipmentStatusChanged: self.on_shipment_status_changed}
