@@ -2,10 +2,10 @@
 
 What it guarantees: never more than ``limit`` requests are being handled at once, and never
 more than ``queue`` wait for a slot, each for at most ``wait_seconds``; any other request is
-refused at once with a 503 problem and ``Retry-After: 1``. An overloaded server that queues
-without bound answers everyone late, after their callers gave up, and so does no useful work at
-all; one that sheds answers most requests in time and tells the rest to come back. A slot
-freed while requests wait goes to the one that has waited longest.
+refused at once with a 503 problem (``/problems/overloaded``) and ``Retry-After: 1``. An
+overloaded server that queues without bound answers everyone late, after their callers gave up,
+and so does no useful work at all; one that sheds answers most requests in time and tells the
+rest to come back. A slot freed while requests wait goes to the one that has waited longest.
 
 The wait is meant to be a few milliseconds or none: long enough to ride out a burst that ends as
 slots free up, short enough that a refused request has not lost its caller's patience. Paths
@@ -27,7 +27,7 @@ from collections import deque
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from colony.platform.errors import ServiceUnavailable
+from colony.platform.errors import Overloaded
 from colony.platform.web.problems import problem_response
 
 
@@ -104,7 +104,7 @@ class ConcurrencyLimit:
         self.active -= 1
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        error = ServiceUnavailable("The gateway is at capacity; try again in a second.")
+        error = Overloaded("The gateway is at capacity; try again in a second.")
         response = problem_response(error, scope.get("path"))
         response.headers["retry-after"] = "1"
         await response(scope, receive, send)
