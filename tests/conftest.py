@@ -35,6 +35,7 @@ _counter = itertools.count()
 PROVIDER_PORT = free_port()
 SMTP_PORT = free_port()
 COURIER_STEP_SECONDS = 0.7
+FAST_BREAKER = {"breaker.open_seconds": 0.1, "breaker.max_open_seconds": 0.4}
 
 
 def settings_for(data_dir: Path, **overrides: Any) -> Settings:
@@ -51,6 +52,9 @@ def settings_for(data_dir: Path, **overrides: Any) -> Settings:
         "payment_timeout_seconds": 0.5,
         "saga_step_timeout_seconds": 2.0,
         "saga_step_patience_seconds": 1.0,
+        # A breaker that probes within the steps' patience, so an order placed as an outage
+        # heals completes rather than depending on when the last probe failed.
+        "resilience": {"*": FAST_BREAKER},
         "courier_step_seconds": COURIER_STEP_SECONDS,
         "smtp_port": SMTP_PORT,
         **overrides,

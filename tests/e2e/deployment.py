@@ -55,6 +55,11 @@ class Deployment:
             "COLONY_PAYMENT_PROVIDER_URL": self.provider_url,
             "COLONY_PAYMENT_TIMEOUT_SECONDS": "0.5",
             "COLONY_SAGA_STEP_TIMEOUT_SECONDS": "2",
+            # A provider outage outlasts it, so the outage test sees a clean cancellation.
+            "COLONY_SAGA_STEP_PATIENCE_SECONDS": "2",
+            # ... and a breaker that probes well within it, so the order after it completes.
+            "COLONY_RESILIENCE": '{"*": {"breaker.open_seconds": 0.2, "breaker.max_open_seconds":'
+            ' 0.5}}',
             # A replica's sagas pass to another 2 s after it stops renewing their leases, and
             # the supervisor waits 8 s before restarting a process: long enough to see that
             # the other replica finished them.

@@ -69,7 +69,7 @@ def test_breaker_opens_after_consecutive_failures_and_fails_fast() -> None:
     with pytest.raises(CircuitOpen) as raised:
         breaker.allow()
     assert raised.value.status == 503
-    assert raised.value.extensions["retry_after"] == pytest.approx(2.0)
+    assert raised.value.extensions["retry_after"] == pytest.approx(BreakerPolicy().open_seconds)
 
 
 def test_a_success_resets_the_consecutive_count() -> None:
@@ -424,3 +424,13 @@ async def test_failed_results_count_against_the_breaker() -> None:
     for _ in range(2):
         assert await dependency.call(unavailable, repeatable=False, failed=lambda s: s >= 500)
     assert dependency.state == "open"
+
+
+def test_overrides_for_every_dependency_then_its_kind_then_itself() -> None:
+    resilience = Resilience(
+        {"*": CallPolicy(timeout=2.0)},
+        {"*": {"attempts": 2}, "webhooks": {"timeout": 4.0}, "webhooks:a": {"attempts": 1}},
+    )
+    assert (resilience.policy("catalog").attempts, resilience.policy("catalog").timeout) == (2, 2)
+    assert resilience.policy("webhooks:b").timeout == 4.0
+    assert resilience.policy("webhooks:a").attempts == 1

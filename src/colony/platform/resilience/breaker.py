@@ -33,8 +33,10 @@ class BreakerPolicy:
     window: int = 20
     minimum_calls: int = 10
     consecutive_failures: int = 5
-    open_seconds: float = 2.0
-    max_open_seconds: float = 30.0
+    open_seconds: float = 1.0
+    max_open_seconds: float = 5.0
+    """Short on purpose: a dependency back from a restart or an outage is called again within
+    seconds, while a probe a second at most costs it nothing worth saving."""
     probes: int = 1
 
     def __post_init__(self) -> None:

@@ -378,8 +378,10 @@ class Resilience:
         kind = name.partition(":")[0]  # "webhooks:shop.example" is of the kind "webhooks"
         policy = self.defaults.get(name) or self.defaults.get(kind) or self.defaults.get("*")
         policy = policy or CallPolicy()
-        if name in self.overrides:
-            policy = policy.with_overrides(self.overrides[name])
+        # Overrides for every dependency ("*"), then for its kind, then for it alone.
+        for key in dict.fromkeys(("*", kind, name)):
+            if key in self.overrides:
+                policy = policy.with_overrides(self.overrides[key])
         return policy
 
     def dependency(self, name: str, endpoints: Sequence[str]) -> Dependency:

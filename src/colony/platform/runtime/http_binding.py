@@ -19,7 +19,7 @@ import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from colony.platform import context
 from colony.platform.errors import ColonyError, InvalidInput, NotFound, ServiceUnavailable
@@ -43,10 +43,14 @@ _problem_decoder = msgspec.json.Decoder(dict[str, Any])
 
 
 def rpc_app(
-    api: type[Any], implementation: Any, ready: Callable[[], Awaitable[str | None]] | None = None
+    api: type[Any],
+    implementation: Any,
+    ready: Callable[[], Awaitable[str | None]] | None = None,
+    extra_routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
     """Serve ``implementation`` of ``api`` over HTTP, with liveness and readiness probes;
-    ``ready`` returns why the service is not ready, or None when it is."""
+    ``ready`` returns why the service is not ready, or None when it is. ``extra_routes`` are
+    the process's own (its dependencies' state, fault injection when enabled)."""
     methods = interface_methods(api)
 
     async def call(request: Request) -> Response:
@@ -95,6 +99,7 @@ def rpc_app(
             Route("/rpc/{method}", call, methods=["POST"]),
             Route("/health/live", live),
             Route("/health/ready", readiness),
+            *extra_routes,
         ]
     )
     install_problem_handlers(app)

@@ -19,6 +19,12 @@ from graphlib import TopologicalSorter
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from colony.platform import faults
 from colony.platform.config import Settings
 from colony.platform.errors import ServiceUnavailable
 from colony.platform.http_client import HttpClient
@@ -35,6 +41,7 @@ from colony.platform.web.server import HttpServer
 
 Api = TypeVar("Api")
 _log = get_logger("runtime")
+JSON = "application/json"
 
 
 class Runtime:
@@ -129,9 +136,14 @@ class Runtime:
                 return str(exc)
             return None if self.broker.connected else "the message broker is unreachable"
 
-        server = HttpServer(
-            rpc_app(self.definitions[name].api, self.services[name], ready), host, port
-        )
+        async def dependencies(request: Request) -> Response:
+            return Response(msgspec.json.encode(self.resilience.snapshot()), media_type=JSON)
+
+        routes: list[BaseRoute] = [Route("/admin/dependencies", dependencies)]
+        if self.settings.fault_injection:
+            routes.extend(faults.admin_routes())
+        app = rpc_app(self.definitions[name].api, self.services[name], ready, routes)
+        server = HttpServer(app, host, port)
         await server.start()
         self.servers[name] = server
         return server

@@ -13,9 +13,11 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
+from colony.platform import faults
 from colony.platform.config import Settings
 from colony.platform.web.access_log import AccessLog
 from colony.platform.web.api import openapi_document
+from colony.platform.web.deadline import RequestDeadline
 from colony.platform.web.limits import BodySizeLimit
 from colony.platform.web.problems import install_problem_handlers
 from colony.services.gateway.api_orders import add_order_routes
@@ -91,6 +93,7 @@ def create_app(backends: Backends, settings: Settings, auth: Authenticator) -> A
         Route("/.well-known/jwks.json", jwks),
         Route("/health/live", live),
         Route("/health/ready", ready),
+        *(faults.admin_routes() if settings.fault_injection else []),
         Mount(
             "/static",
             StaticFiles(directory=Path(__file__).parent / "storefront" / "static"),
@@ -100,5 +103,10 @@ def create_app(backends: Backends, settings: Settings, auth: Authenticator) -> A
     ]
     app = Starlette(routes=routes)
     install_problem_handlers(app)
-    limited = protect(BodySizeLimit(app, settings.max_body_bytes), settings, auth)
+    # Reads answer within 5 s or not at all; writes (a checkout) get the whole budget.
+    reads = ("GET", "/", min(5.0, settings.request_deadline_seconds))
+    bounded = RequestDeadline(
+        BodySizeLimit(app, settings.max_body_bytes), settings.request_deadline_seconds, [reads]
+    )
+    limited = protect(bounded, settings, auth)
     return AccessLog(limited) if settings.access_log else limited
