@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from colony.cli import faults, mail, provider
 from colony.cli import load as loading
-from colony.cli import mail, provider
 from colony.cli import seed as seeding
 from colony.cli import serve as serving
 from colony.cli.companions import running_companions
@@ -32,6 +32,7 @@ dlq = typer.Typer(help="Inspect and replay dead-lettered messages.", no_args_is_
 app.add_typer(dlq, name="dlq")
 app.add_typer(provider.app, name="provider")
 app.add_typer(mail.app, name="mail")
+app.add_typer(faults.app, name="faults")
 app.command("load")(loading.load)
 projections = typer.Typer(help="The orders' read models.", no_args_is_help=True)
 app.add_typer(projections, name="projections")
@@ -150,9 +151,17 @@ def up(
         str,
         typer.Option(help="With --distributed: processes per service, e.g. orders=3,inventory=2."),
     ] = "",
+    fault_injection: Annotated[
+        bool,
+        typer.Option(
+            "--faults",
+            help="Let `colony faults` inject faults into links, consumers and clocks"
+            " (COLONY_FAULT_INJECTION).",
+        ),
+    ] = False,
 ) -> None:
     """Start the whole marketplace (one process by default); seeds demo data on first start."""
-    settings = _settings(host=host, port=port)
+    settings = _settings(host=host, port=port, fault_injection=fault_injection or None)
     placement = _topology(settings, topology)
     try:
         counts = parse_replicas(replicas, SERVICE_NAMES)

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from colony.platform.web.server import free_port
 
@@ -37,6 +38,10 @@ class ServiceProcess:
             "--instance",
             self.instance,
         ]
+
+    def spawn_options(self) -> dict[str, Any]:
+        # The terminal's process group: a Ctrl-C reaches every service at once.
+        return {}
 
 
 def parse_replicas(spec: str, services: Iterable[str]) -> dict[str, int]:

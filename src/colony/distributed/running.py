@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from colony.composition import SERVICE_NAMES
 from colony.distributed.nats_server import running_nats_server
 from colony.distributed.plan import GATEWAY, ServiceProcess, plan, write_topology
-from colony.distributed.supervisor import RestartPolicy, Supervisor
+from colony.distributed.processes import PROCESSES_FILE, ProcessTable
+from colony.distributed.supervisor import RestartPolicy, Supervised, Supervisor
 from colony.platform.config import Settings
 
 
@@ -20,6 +21,8 @@ class DistributedMarketplace:
     nats_url: str
     processes: list[ServiceProcess]
     supervisor: Supervisor
+    nats: Supervised | None = None
+    """The nats-server started here, or None when ``COLONY_NATS_URL`` named one."""
 
 
 @contextlib.asynccontextmanager
@@ -27,28 +30,40 @@ async def running_distributed(
     settings: Settings, replicas: dict[str, int]
 ) -> AsyncIterator[DistributedMarketplace]:
     """Start every service's processes, then the gateway, each supervised; events over the
-    NATS at ``settings.nats_url``, or over a nats-server started here when there is none."""
+    NATS at ``settings.nats_url``, or over a nats-server started (and supervised) here when
+    there is none. ``processes.json`` in the data directory names them all while they run."""
     async with contextlib.AsyncExitStack() as stack:
-        nats_url = settings.nats_url or await stack.enter_async_context(
-            running_nats_server(settings.data_dir)
-        )
+        table = ProcessTable(settings.data_dir / PROCESSES_FILE)
+        stack.callback(table.remove)
+        policy = RestartPolicy(initial_seconds=settings.restart_backoff_seconds)
+        nats = None
+        if settings.nats_url:
+            nats_url = settings.nats_url
+        else:
+            nats = await stack.enter_async_context(
+                running_nats_server(settings.data_dir, policy, table.write)
+            )
+            table.add([nats])
+            nats_url = nats.spec.url
         processes = plan(SERVICE_NAMES, replicas, settings.port)
         topology = write_topology(processes, settings.data_dir / "topology.toml")
-        supervisor = Supervisor(
-            {
-                "COLONY_TOPOLOGY_FILE": str(topology.resolve()),
-                "COLONY_NATS_URL": nats_url,
-                "COLONY_DATA_DIR": str(settings.data_dir.resolve()),
-            },
-            RestartPolicy(initial_seconds=settings.restart_backoff_seconds),
-        )
+        environment = {
+            "COLONY_TOPOLOGY_FILE": str(topology.resolve()),
+            "COLONY_NATS_URL": nats_url,
+            "COLONY_DATA_DIR": str(settings.data_dir.resolve()),
+        }
+        if settings.fault_injection:
+            environment["COLONY_FAULT_INJECTION"] = "true"
+        supervisor = Supervisor(environment, policy, table.write)
         stack.push_async_callback(supervisor.stop)
         services = [p for p in processes if p.service != GATEWAY]
         children = [await supervisor.start(spec) for spec in services]
+        table.add(children)
         await asyncio.gather(*(supervisor.wait_ready(child) for child in children))
         # The gateway last: it asks identity for its signing keys as it starts.
         gateways = [await supervisor.start(p) for p in processes if p.service == GATEWAY]
+        table.add(gateways)
         await asyncio.gather(*(supervisor.wait_ready(child) for child in gateways))
         yield DistributedMarketplace(
-            f"http://{settings.host}:{settings.port}", nats_url, processes, supervisor
+            f"http://{settings.host}:{settings.port}", nats_url, processes, supervisor, nats
         )

@@ -7,12 +7,12 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import aiohttp
 
-from colony.distributed.plan import ServiceProcess
 from colony.platform.logging import get_logger
 
 _log = get_logger("supervisor")
@@ -46,9 +46,29 @@ class RestartPolicy:
         return min(self.max_seconds, self.initial_seconds * 2 ** max(0, failures - 1))
 
 
+class ProcessSpec(Protocol):
+    """What the supervisor needs to know of a process: a service's (see
+    :class:`colony.distributed.plan.ServiceProcess`) or the broker's."""
+
+    @property
+    def service(self) -> str: ...
+
+    @property
+    def instance(self) -> str: ...
+
+    @property
+    def url(self) -> str: ...
+
+    def command(self) -> list[str]: ...
+
+    def spawn_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``create_subprocess_exec`` beyond the command."""
+        ...
+
+
 @dataclass
 class Supervised:
-    spec: ServiceProcess
+    spec: ProcessSpec
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
     failures: int = 0
@@ -58,17 +78,27 @@ class Supervised:
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
 
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
 
 class Supervisor:
     def __init__(
-        self, environment: Mapping[str, str], policy: RestartPolicy | None = None
+        self,
+        environment: Mapping[str, str],
+        policy: RestartPolicy | None = None,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
+        """``on_change`` is called whenever a child starts or exits (it keeps
+        ``processes.json`` current)."""
         self.environment = dict(environment)
         self.policy = policy or RestartPolicy()
         self.children: list[Supervised] = []
         self._stopping = False
+        self._on_change = on_change
 
-    async def start(self, spec: ServiceProcess) -> Supervised:
+    async def start(self, spec: ProcessSpec) -> Supervised:
         child = Supervised(spec)
         self.children.append(child)
         await self._spawn(child)
@@ -77,8 +107,12 @@ class Supervisor:
 
     async def _spawn(self, child: Supervised) -> None:
         env = {**os.environ, **self.environment}
-        child.process = await asyncio.create_subprocess_exec(*child.spec.command(), env=env)
+        child.process = await asyncio.create_subprocess_exec(
+            *child.spec.command(), env=env, **child.spec.spawn_options()
+        )
         _log.info("started", instance=child.spec.instance, pid=child.process.pid)
+        if self._on_change is not None:
+            self._on_change()
 
     async def _watch(self, child: Supervised) -> None:
         while True:
@@ -87,6 +121,8 @@ class Supervisor:
             code = await child.process.wait()
             if self._stopping:
                 return
+            if self._on_change is not None:
+                self._on_change()
             if time.monotonic() - started >= self.policy.stable_after_seconds:
                 child.failures = 0
             child.failures += 1

@@ -16,6 +16,7 @@ import stamina
 
 from colony.platform import context
 from colony.platform.clock import utc_now_iso
+from colony.platform.faults import delivery_fault
 from colony.platform.ids import new_id
 from colony.platform.logging import get_logger
 from colony.platform.messaging.message import Event, Message, decode_message, encode_message
@@ -87,7 +88,16 @@ class Consumer:
     async def deliver_all(self, messages: list[Message]) -> None:
         """Deliver in order: all in one transaction when every one applies at the first
         attempt (the common case, and one commit instead of many); otherwise that batch is
-        rolled back and each is delivered on its own, with its retries."""
+        rolled back and each is delivered on its own, with its retries. Under an injected
+        delivery fault (:mod:`colony.platform.faults`) they may come late, shuffled or twice,
+        and still through the inbox."""
+        fault = delivery_fault(self.name)
+        if fault is None:
+            await self._deliver_all(messages)
+        else:
+            await fault.deliver(messages, self._deliver_all)
+
+    async def _deliver_all(self, messages: list[Message]) -> None:
         if len(messages) > 1:
             try:
                 async with self.db.transaction():
