@@ -300,7 +300,18 @@ async def test_the_same_event_twice_notifies_once(local):
 # Webhooks that fail
 
 
-async def test_a_failing_webhook_backs_off_dies_and_is_replayed(local):
+@pytest.fixture
+async def unbroken(tmp_path: Path, sink: MailSink, receiver: Receiver) -> AsyncIterator[World]:
+    """A world whose breaker for the receiver never opens: for tests of the dispatcher's own
+    schedule, which an open circuit would cut short (see the tests of breakers below)."""
+    never = {"breaker.consecutive_failures": 10**6, "breaker.minimum_calls": 10**6}
+    overrides = {f"webhooks:{receiver.server.url}": never}
+    async with open_world(tmp_path, sink, receiver, resilience=overrides) as opened:
+        yield opened
+
+
+async def test_a_failing_webhook_backs_off_dies_and_is_replayed(unbroken):
+    local = unbroken
     buyer = await local.register("buyer")
     seller = await local.register("seller")
     await local.api.set_webhook(seller, local.receiver.url)
@@ -410,6 +421,110 @@ async def test_a_mail_is_retried_until_the_smtp_server_answers(tmp_path, sink, r
         )
         async with running_mail_sink(smtp_port, free_port()) as late:
             assert await eventually(lambda: late.store.recent(to=address_of(buyer.id)))
+
+
+# Dependencies that keep failing: their circuits open, and nothing waiting on them is lost
+
+
+@dataclass
+class BrokenServer:
+    """Accepts connections and closes them at once (a mail server that is broken), counting
+    how often it is tried."""
+
+    port: int
+    connections: int = 0
+
+
+@contextlib.asynccontextmanager
+async def broken_server(port: int) -> AsyncIterator[BrokenServer]:
+    broken = BrokenServer(port)
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        broken.connections += 1
+        writer.close()
+
+    server = await asyncio.start_server(accept, "127.0.0.1", port)
+    try:
+        yield broken
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_failing_mail_server_is_held_back_and_its_mail_kept(tmp_path, sink, receiver):
+    smtp_port = free_port()
+    breaker = {"breaker.consecutive_failures": 3, "breaker.open_seconds": 1.0}
+    settings = {"smtp_port": smtp_port, "resilience": {"smtp": breaker}}
+    async with open_world(tmp_path, sink, receiver, **settings) as world:
+        dispatcher = world.service.dispatcher
+        dispatcher.mail_attempts, dispatcher.backoff_cap = 1000, 0.02
+        smtp = world.service.smtp.dependency
+        buyer = await world.register("buyer")
+        async with broken_server(smtp_port) as broken:
+            await world.deliver(completed(buyer, line(Actor(id=new_id(), role="seller"))))
+            await eventually(lambda: asyncio.sleep(0, smtp.state == "open"))
+            assert broken.connections == 3
+            # Open: each attempt on the dispatcher's schedule fails at once, without
+            # connecting, and the mail stays queued for the next one.
+            attempts, status, error = await eventually(
+                lambda: _held_back(world, buyer.id, "email", more_than=6), within=1
+            )
+            assert status == "pending" and error.startswith(f"SMTP 127.0.0.1:{smtp_port}: ")
+            assert broken.connections == 3
+
+        # The server is back: once the circuit lets a probe through, the mail goes out, once.
+        async with running_mail_sink(smtp_port, free_port()) as late:
+            final, _, _ = await eventually(lambda: _delivered(world, buyer.id, "email"))
+            assert final > attempts
+            assert len(await late.store.recent(to=address_of(buyer.id))) == 1
+        assert smtp.state == "closed"
+
+
+async def test_a_sellers_failing_endpoint_is_held_back_and_its_webhook_kept(
+    tmp_path, sink, receiver
+):
+    breaker = {"breaker.consecutive_failures": 2, "breaker.open_seconds": 1.0}
+    settings = {"webhook_attempts": 50, "resilience": {f"webhooks:{receiver.server.url}": breaker}}
+    async with open_world(tmp_path, sink, receiver, **settings) as world:
+        buyer, seller = await world.register("buyer"), await world.register("seller")
+        await world.api.set_webhook(seller, receiver.url)
+        receiver.fail_with = 503
+        await world.deliver(completed(buyer, line(seller)))
+
+        # Two posts failed and opened the seller's circuit; the next attempt was held back
+        # without a post, and the webhook stays queued for the dispatcher's next attempt.
+        await eventually(lambda: _held_back(world, seller.id, "webhook", more_than=2), within=1)
+        assert len(receiver.requests) == 2
+
+        receiver.fail_with = None
+        await world.settled()
+        (delivery,) = await world.api.webhook_deliveries(seller)
+        assert delivery.status == "delivered" and delivery.attempts > 3
+        assert len(receiver.requests) == 3  # the two that failed, and the probe that did not
+
+
+async def _delivery(world: World, recipient_id: str, channel: str) -> tuple[int, str, str]:
+    """The recipient's delivery on ``channel``: its attempts, status and last error."""
+    row = await world.db.fetch_one(
+        "SELECT attempts, status, last_error FROM deliveries WHERE recipient_id = ?"
+        " AND channel = ?",
+        (recipient_id, channel),
+    )
+    assert row is not None
+    return row["attempts"], row["status"], row["last_error"] or ""
+
+
+async def _held_back(
+    world: World, recipient_id: str, channel: str, more_than: int
+) -> tuple[int, str, str] | None:
+    """The delivery, once its last attempt found the circuit open after ``more_than``."""
+    attempts, status, error = await _delivery(world, recipient_id, channel)
+    return (attempts, status, error) if attempts > more_than and "held back" in error else None
+
+
+async def _delivered(world: World, recipient_id: str, channel: str) -> tuple[int, str, str] | None:
+    delivery = await _delivery(world, recipient_id, channel)
+    return delivery if delivery[1] == "delivered" else None
 
 
 # Other events
@@ -549,6 +664,25 @@ def test_backoff_doubles_up_to_its_cap_with_jitter():
         waits = [backoff(failures, 1.0, 30.0, rng) for _ in range(200)]
         assert all(ceiling / 2 <= w <= ceiling for w in waits)
         assert max(waits) - min(waits) > ceiling / 4  # jittered, not fixed
+
+
+@pytest.mark.parametrize(
+    ("url", "origin", "path", "authorization"),
+    [
+        ("https://Shop.example/hooks?v=2", "https://shop.example", "/hooks?v=2", None),
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080", "/", None),
+        ("http://[::1]:9000/h", "http://[::1]:9000", "/h", None),
+        (
+            "https://a%40b:s3cret@shop.example/h",
+            "https://shop.example",
+            "/h",
+            "Basic YUBiOnMzY3JldA==",
+        ),
+    ],
+)
+def test_a_webhook_url_is_posted_to_its_origins_dependency(url, origin, path, authorization):
+    # The origin names the dependency (its breaker, in logs and metrics): no credentials in it.
+    assert webhooks._split(url) == (origin, path, authorization)
 
 
 def test_signatures_verify_and_refuse_tampering():

@@ -9,6 +9,11 @@ replay`` re-queues it (see :class:`DeliveryGaveUp`). A crash between a send and 
 leaves the row pending; it is sent again once the lease lapses: at-least-once (receivers
 deduplicate webhooks on ``X-Colony-Event-Id``, mail systems on the ``Message-ID``).
 
+Every send goes out through the platform's clients (:class:`SmtpClient`, :class:`HttpClient`)
+and its dependency's policies, once: the durable schedule here is the one layer that retries.
+An open circuit (the mail server or a seller's endpoint kept failing) is a failed attempt like
+any other, and the row waits for its next one; nothing is dropped.
+
 It wakes when a handler's transaction commits (``db.after_commit``), when a send finishes, at
 the next due time, and on a slow poll for rows other processes changed.
 """
@@ -21,15 +26,16 @@ import random
 import time
 from typing import ClassVar
 
-import aiohttp
 import msgspec
 
 from colony.platform.clock import utc_now_iso
 from colony.platform.config import Settings
+from colony.platform.http_client import HttpClient
 from colony.platform.ids import new_id
 from colony.platform.logging import get_logger
 from colony.platform.messaging import Event, Message
 from colony.platform.messaging.consumer import record_dead_letter
+from colony.platform.smtp import SendFailed, SmtpClient
 from colony.platform.storage import Database, Row
 from colony.services.notifications import mailer, messages, webhooks
 from colony.services.notifications.webhooks import DeliveryFailed
@@ -71,16 +77,26 @@ class Dispatcher:
     poll_seconds: float = 1.0
     concurrency: int = 16
 
-    def __init__(self, db: Database, settings: Settings, consumer: str) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        consumer: str,
+        *,
+        http: HttpClient,
+        smtp: SmtpClient,
+    ) -> None:
+        """``http`` and ``smtp`` are the platform's clients, owned by whoever built them: the
+        dispatcher sends through them and never closes them."""
         self.db = db
         self.settings = settings
         self.consumer = consumer
+        self.http = http
+        self.smtp = smtp
         self.site_url = f"http://{settings.host}:{settings.port}"
         self._signal = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
-        self._session: aiohttp.ClientSession | None = None
-        self._mailer = mailer.Mailer(settings.smtp_host, settings.smtp_port)
         self._log = get_logger("notifications.dispatcher")
 
     def wake(self) -> None:
@@ -98,15 +114,6 @@ class Dispatcher:
         for task in list(self._inflight):
             task.cancel()
         await asyncio.gather(*self._inflight, return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        await self._mailer.close()
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession()
-        return self._session
 
     # The loop
 
@@ -214,10 +221,9 @@ class Dispatcher:
             messages.greeted(recipient["name"], bytes(row["payload"]).decode()),
         )
         try:
-            await self._mailer.send(message)
-        except DeliveryFailed as exc:
-            exc.target = recipient["email"]
-            raise
+            await self.smtp.send(message)
+        except SendFailed as exc:
+            raise DeliveryFailed(str(exc), recipient["email"]) from None
         return str(recipient["email"])
 
     async def _await_recipient(self, row: Row) -> None:
@@ -251,7 +257,7 @@ class Dispatcher:
             raise DeliveryFailed("the seller has no webhook endpoint")
         try:
             await webhooks.post(
-                self._http(), endpoint["url"], endpoint["secret"], row["id"], bytes(row["payload"])
+                self.http, endpoint["url"], endpoint["secret"], row["id"], bytes(row["payload"])
             )
         except DeliveryFailed as exc:
             exc.target = endpoint["url"]

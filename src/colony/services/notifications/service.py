@@ -23,6 +23,7 @@ from colony.platform.errors import InvalidInput, NotFound
 from colony.platform.messaging.consumer import Handler
 from colony.platform.runtime import ServiceContext
 from colony.platform.security import Actor
+from colony.platform.smtp import SmtpClient
 from colony.platform.storage import Row
 from colony.services.delivery.api import ShipmentStatusChanged
 from colony.services.identity.api import AccountRegistered
@@ -105,7 +106,9 @@ class NotificationsService:
     def __init__(self, ctx: ServiceContext) -> None:
         self.db = ctx.db
         self.settings = ctx.settings
-        self.dispatcher = Dispatcher(ctx.db, ctx.settings, ctx.name)
+        # The service owns its SMTP client (its kept connections); HTTP is the runtime's.
+        self.smtp = SmtpClient(ctx.resilience, ctx.settings.smtp_host, ctx.settings.smtp_port)
+        self.dispatcher = Dispatcher(ctx.db, ctx.settings, ctx.name, http=ctx.http, smtp=self.smtp)
 
     async def start_workers(self) -> None:
         # Only when the runtime runs in the background: a one-off command (``colony dlq
@@ -115,6 +118,7 @@ class NotificationsService:
 
     async def stop(self) -> None:
         await self.dispatcher.stop()
+        await self.smtp.close()
 
     def subscriptions(self) -> dict[type[Any], Handler]:
         return {

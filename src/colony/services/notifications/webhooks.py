@@ -8,20 +8,29 @@ every retry posts the same bytes. ``X-Colony-Signature: t=<unix seconds>,v1=<hex
 Delivery is at-least-once: a retry after a timeout, or a crash between the receiver's 2xx and
 our marking the delivery done, posts it again. ``X-Colony-Event-Id`` (the body's ``id``) is
 the same on every try; receivers deduplicate on it.
+
+A post goes through the platform's HTTP client as the dependency ``webhooks:<origin>``, one
+per seller's origin, so an endpoint that keeps failing has its own breaker and bulkhead and
+holds back no other seller's webhooks. It is made once (``repeatable=False``): the
+dispatcher's durable schedule, with its backoff and dead letters, is the one layer that
+retries, so an attempt here is an attempt there. (A repeat here would be harmless, since
+receivers deduplicate on ``X-Colony-Event-Id``, but it would multiply the dispatcher's
+attempts behind its back.)
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import time
+from urllib.parse import unquote, urlsplit
 
-import aiohttp
-
+from colony.platform.errors import ColonyError
+from colony.platform.http_client import HttpClient
 from colony.services.notifications.api import SIGNATURE_HEADER
 
 EVENT_ID_HEADER = "X-Colony-Event-Id"
-TIMEOUT_SECONDS = 5.0
 SIGNATURE_TOLERANCE_SECONDS = 300
 USER_AGENT = "Colony-Webhooks/1"
 
@@ -63,30 +72,51 @@ def verify(
     return hmac.compare_digest(parts.get("v1", ""), signature(secret, timestamp, body))
 
 
-async def post(
-    session: aiohttp.ClientSession, url: str, secret: str, event_id: str, body: bytes
-) -> None:
-    """One try: a 2xx within :data:`TIMEOUT_SECONDS` succeeds; anything else raises
-    :class:`DeliveryFailed`. Redirects are not followed: a moved endpoint is the seller's to
-    update, and following one would post the body where the seller never said."""
+async def post(http: HttpClient, url: str, secret: str, event_id: str, body: bytes) -> None:
+    """One try: a 2xx within the ``webhooks`` policy's timeout succeeds; anything else, an
+    open circuit for the seller's endpoint included, raises :class:`DeliveryFailed`, for the
+    dispatcher to try again on its schedule. Redirects are not followed: a moved endpoint is
+    the seller's to update, and following one would post the body where the seller never
+    said."""
+    origin, path, authorization = _split(url)
+    dependency = f"webhooks:{origin}"
     headers = {
         "content-type": "application/json",
         "user-agent": USER_AGENT,
         SIGNATURE_HEADER: signature_header(secret, body),
         EVENT_ID_HEADER: event_id,
     }
+    if authorization is not None:
+        headers["authorization"] = authorization
     try:
-        async with session.post(
-            url,
-            data=body,
-            headers=headers,
-            allow_redirects=False,
-            timeout=aiohttp.ClientTimeout(total=TIMEOUT_SECONDS),
-        ) as response:
-            status = response.status
+        response = await http.request(
+            dependency, origin, "POST", path, body=body, headers=headers, repeatable=False
+        )
+    except ColonyError as exc:
+        # Not sent: the seller's circuit is open, too many posts to it at once, or nothing
+        # answered at its address.
+        raise DeliveryFailed(exc.detail) from None
     except TimeoutError:
-        raise DeliveryFailed(f"no answer within {TIMEOUT_SECONDS:g} s") from None
-    except aiohttp.ClientError as exc:
-        raise DeliveryFailed(f"{exc.__class__.__name__}: {exc}") from None
-    if not 200 <= status < 300:
-        raise DeliveryFailed(f"HTTP {status}")
+        seconds = http.resilience.policy(dependency).timeout
+        raise DeliveryFailed(f"no answer within {seconds:g} s") from None
+    except ConnectionError as exc:
+        raise DeliveryFailed(str(exc)) from None
+    if not 200 <= response.status < 300:
+        raise DeliveryFailed(f"HTTP {response.status}")
+
+
+def _split(url: str) -> tuple[str, str, str | None]:
+    """The URL's origin (``scheme://host[:port]``), the path and query to post to, and the
+    Basic credentials written in it, if any, as a header: kept out of the origin, which names
+    the dependency in logs and metrics."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 address
+    origin = f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port is not None else "")
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    authorization = None
+    if parts.username is not None:
+        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        authorization = "Basic " + base64.b64encode(credentials.encode()).decode()
+    return origin, path, authorization
