@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from colony.cli import faults, mail, provider
+from colony.cli import chaos, faults, mail, provider
 from colony.cli import load as loading
 from colony.cli import seed as seeding
 from colony.cli import serve as serving
@@ -33,6 +33,7 @@ app.add_typer(dlq, name="dlq")
 app.add_typer(provider.app, name="provider")
 app.add_typer(mail.app, name="mail")
 app.add_typer(faults.app, name="faults")
+app.add_typer(chaos.app, name="chaos")
 app.command("load")(loading.load)
 projections = typer.Typer(help="The orders' read models.", no_args_is_help=True)
 app.add_typer(projections, name="projections")

@@ -1,0 +1,1 @@
+"""Fault injection: faults put between services to show the invariants hold through them."""
