@@ -109,8 +109,9 @@ def list_families() -> None:
     out.print(table)
     out.print(
         "TARGET: a service (every process of it) or one process (orders-2). DURATION: a number"
-        " and a unit (200ms, 1.5s, 2m). SHARE: 0.3 or 30%. Link, delivery and clock faults"
-        " need the topology started with `colony up --distributed --faults`."
+        " and a unit (200ms, 1.5s, 2m). SHARE: 0.3 or 30%. Quote a spec with -> or | in a"
+        " shell. Link, delivery and clock faults need the topology started with"
+        " `colony up --distributed --faults`."
     )
 
 

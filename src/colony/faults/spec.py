@@ -201,7 +201,7 @@ class ProcessSpec(Spec):
         which = ", ".join(names)
         broker = names == [NATS]
         if self.action == "kill":
-            what = f"kill (SIGKILL) {which}; the supervisor starts it again"
+            what = f"kill (SIGKILL) {which}; the supervisor starts each again"
             return ProcessKill(self.text, what, topology, names, then_all_ready=broker)
         what = f"pause (SIGSTOP) {which} until healed"
         return ProcessPause(self.text, what, topology, names, then_all_ready=broker)
@@ -240,7 +240,7 @@ class LinkSpec(Spec):
             callee = topology.service(callee, "the callee")
         key = fault_id(str(self.fault["kind"]), self.caller, callee)
         body = {**self.fault, "dependency": callee, "id": key}
-        description = f"{self.what} on calls from {self.caller} to {callee}"
+        description = f"{self.what} from {self.caller} to {callee}"
         return TableFault(self.text, description, topology, [(n, body) for n in callers])
 
 
@@ -270,7 +270,7 @@ class ConsumerSpec(Spec):
     text: str
     service: str
     fault: dict[str, Any]  # without consumer and id
-    what: str
+    what: str  # with {service} where the service's name goes
 
     def build(self, topology: RunningTopology) -> Fault:
         from colony.faults.table import TableFault
@@ -280,7 +280,7 @@ class ConsumerSpec(Spec):
             raise FaultSpecError("the gateway consumes no events; name a service that does")
         body = {**self.fault, "consumer": service, "id": fault_id(str(self.fault["kind"]), service)}
         installs = [(name, body) for name in topology.services[service]]
-        return TableFault(self.text, f"{self.what} ({service})", topology, installs)
+        return TableFault(self.text, self.what.format(service=service), topology, installs)
 
 
 @dataclass(frozen=True)
@@ -313,7 +313,8 @@ class DatabaseSpec(Spec):
         service = topology.service(self.service)
         if service == GATEWAY:
             raise FaultSpecError("the gateway has no database")
-        return DatabaseOutage(self.text, f"{service}'s database out", topology, service)
+        what = f"the database of {service} out (while the injecting process holds it)"
+        return DatabaseOutage(self.text, what, topology, service)
 
 
 @dataclass(frozen=True)
@@ -418,7 +419,8 @@ def _duplicate(family: Family, text: str, rest: str) -> Spec:
     service, *values = _arguments(family, rest, 1, 2)
     share = parse_share(values[0]) if values else 1.0
     fault = {"kind": "duplicate", "probability": share}
-    what = "events delivered twice" + ("" if share == 1.0 else f" ({share:.0%} of them)")
+    which = "every event" if share == 1.0 else f"{share:.0%} of the events"
+    what = which + " to {service} delivered twice"
     return ConsumerSpec(text, _name(service, "the service"), fault, what)
 
 
@@ -428,7 +430,7 @@ def _reorder(family: Family, text: str, rest: str) -> Spec:
     if window <= 0:
         raise FaultSpecError(f"the window is longer than 0; got {values[0]!r}")
     fault = {"kind": "reorder", "window_ms": _ms(window)}
-    what = f"events held {_ms(window):g} ms and delivered shuffled"
+    what = f"events to {{service}} held {_ms(window):g} ms and delivered shuffled"
     return ConsumerSpec(text, _name(service, "the service"), fault, what)
 
 
@@ -436,7 +438,7 @@ def _slow_consumer(family: Family, text: str, rest: str) -> Spec:
     service, delay = _arguments(family, rest, 2, 2)
     seconds = parse_duration(delay, "the delay")
     fault = {"kind": "slow-consumer", "delay_ms": _ms(seconds)}
-    what = f"{_ms(seconds):g} ms before each event is applied"
+    what = f"{{service}} waits {_ms(seconds):g} ms before applying each event"
     return ConsumerSpec(text, _name(service, "the service"), fault, what)
 
 
@@ -471,7 +473,7 @@ def _skew(family: Family, text: str, rest: str) -> Spec:
 
 
 def _of_calls(share: float) -> str:
-    return "" if share == 1.0 else f" on {share:.0%} of calls"
+    return " on every call" if share == 1.0 else f" on {share:.0%} of calls"
 
 
 _PARSERS: dict[str, Callable[[Family, str, str], Spec]] = {
