@@ -14,7 +14,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from colony.platform.errors import DeadlineExceeded
+from colony.platform import faults
+from colony.platform.errors import DeadlineExceeded, ServiceUnavailable
 from colony.platform.resilience import Resilience, deadline
 from colony.platform.runtime.http_binding import HttpClientFactory, rpc_app
 from colony.platform.web.deadline import RequestDeadline
@@ -126,3 +127,21 @@ async def test_a_request_past_its_deadline_gets_a_504_and_health_has_none() -> N
         assert (await client.get("/health/x", params={"s": "0.4"})).json()["left"] is None
     with pytest.raises(ValueError):
         RequestDeadline(app, default_seconds=0)
+
+
+async def test_a_connection_that_keeps_failing_reaches_the_caller_as_a_503() -> None:
+    server = await serve(rpc_app(Clock, Replica("one")))
+    factory = HttpClientFactory()
+    fault = faults.install(faults.Reset(dependency="clock"))
+    try:
+        client = factory.client(Clock, [server.url], "clock")
+        with pytest.raises(ServiceUnavailable) as raised:
+            await client.whoami()  # reset on every attempt: no raw ConnectionResetError
+        assert raised.value.status == 503
+        faults.heal_all()
+        assert await client.whoami() == "one"
+    finally:
+        faults.heal_all()
+        await factory.close()
+        await server.stop()
+    assert fault.id

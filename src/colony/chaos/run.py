@@ -306,10 +306,24 @@ async def _orders(
 
 
 async def _tokens(client: httpx.AsyncClient, buyers: set[str]) -> dict[str, str]:
+    """A token for each buyer, asking again for a while: the system has just been through
+    a fault, and a sign-in it refuses now is not what this run checks."""
+
     async def one(email: str) -> tuple[str, str]:
         password = DEMO_PASSWORD if email in DEMO_BUYERS else LOAD_BUYER_PASSWORD
-        response = await client.post("/api/v1/tokens", json={"email": email, "password": password})
-        return email, response.json().get("access_token", "") if response.status_code == 200 else ""
+        problem = ""
+        for attempt in range(20):
+            try:
+                response = await client.post(
+                    "/api/v1/tokens", json={"email": email, "password": password}
+                )
+                if response.status_code in (200, 201):
+                    return email, str(response.json()["access_token"])
+                problem = f"{response.status_code} {response.text[:200]}"
+            except httpx.HTTPError as exc:
+                problem = repr(exc)
+            await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
+        raise RuntimeError(f"{email} could not sign in to check its orders: {problem}")
 
     return dict(await asyncio.gather(*(one(email) for email in sorted(buyers))))
 

@@ -218,7 +218,14 @@ def _remote_method(factory: HttpClientFactory, spec: MethodSpec, dependency: Dep
                 raise ColonyError.from_problem(problem)
             return payload
 
-        payload = await dependency.call(send, repeatable=spec.repeatable or idem is not None)
+        try:
+            payload = await dependency.call(send, repeatable=spec.repeatable or idem is not None)
+        except TimeoutError as exc:
+            # The same class whatever went wrong on the way, so callers (and the gateway's
+            # problem handler) see a 503 they can retry, not a 500.
+            raise ServiceUnavailable(f"{dependency.name} did not answer in time.") from exc
+        except ConnectionError as exc:
+            raise ServiceUnavailable(f"{dependency.name} could not be reached.") from exc
         if spec.result_decoder is None:
             return None
         return spec.result_decoder.decode(payload)
