@@ -13,7 +13,7 @@ import msgspec
 
 from colony.chaos.run import ChaosReport
 
-_WIDTH, _HEIGHT, _PAD = 760, 150, 34
+_WIDTH, _HEIGHT, _PAD, _LEFT = 760, 150, 34, 64
 
 
 def save(report: ChaosReport, folder: Path, name: str) -> tuple[Path, Path]:
@@ -103,10 +103,10 @@ def _chart(
         return f"<p>{html.escape(title)}: no data</p>"
     x_max = max(max(xs), 1)
     y_max = max(max(ys), 1.0)
-    width, height = _WIDTH - 2 * _PAD, _HEIGHT - 2 * _PAD
+    width, height = _WIDTH - _PAD - _LEFT, _HEIGHT - 2 * _PAD
 
     def x(value: float) -> float:
-        return _PAD + width * value / x_max
+        return _LEFT + width * value / x_max
 
     def y(value: float) -> float:
         return _PAD + height * (1 - value / y_max)
@@ -115,13 +115,13 @@ def _chart(
     start, end = (min(max(v, 0.0), x_max) for v in window)
     label = html.escape(title)
     return f"""<svg width="{_WIDTH}" height="{_HEIGHT}" role="img" aria-label="{label}">
-<text x="{_PAD}" y="16" font-weight="bold">{html.escape(title)}</text>
+<text x="{_LEFT}" y="16" font-weight="bold">{html.escape(title)}</text>
 <rect x="{x(start):.1f}" y="{_PAD}" width="{max(1.0, x(end) - x(start)):.1f}" height="{height}"
  fill="#f5b041" opacity="0.25"/>
-<line x1="{_PAD}" y1="{_PAD + height}" x2="{_PAD + width}" y2="{_PAD + height}" stroke="#999"/>
-<text x="{_PAD - 4}" y="{_PAD + 4}" text-anchor="end" font-size="11">{y_max:g}</text>
-<text x="{_PAD - 4}" y="{_PAD + height}" text-anchor="end" font-size="11">0</text>
-<text x="{_PAD + width}" y="{_HEIGHT - 8}" text-anchor="end" font-size="11">{x_max} s</text>
+<line x1="{_LEFT}" y1="{_PAD + height}" x2="{_LEFT + width}" y2="{_PAD + height}" stroke="#999"/>
+<text x="{_LEFT - 4}" y="{_PAD + 4}" text-anchor="end" font-size="11">{y_max:.4g}</text>
+<text x="{_LEFT - 4}" y="{_PAD + height}" text-anchor="end" font-size="11">0</text>
+<text x="{_LEFT + width}" y="{_HEIGHT - 8}" text-anchor="end" font-size="11">{x_max} s</text>
 <polyline points="{points}" fill="none" stroke="{colour}" stroke-width="1.6"/>
 </svg>"""
 
