@@ -184,6 +184,35 @@ async def test_writers_take_turns_so_check_then_insert_holds(db):
     assert await db.fetch_value("SELECT count(*) FROM claims") == 1
 
 
+async def test_a_snapshot_sees_one_moment_while_others_see_each_commit(db):
+    """Two reads of a snapshot agree though a transfer commits between them; a read outside
+    it, and the next snapshot, see the transfer."""
+    await db.execute("CREATE TABLE accounts (name TEXT PRIMARY KEY, balance INTEGER)")
+    await db.execute_many(
+        "INSERT INTO accounts (name, balance) VALUES (?, ?)", [("a", 100), ("b", 0)]
+    )
+
+    async def transfer() -> None:
+        async with db.transaction():
+            await db.execute("UPDATE accounts SET balance = balance - 30 WHERE name = 'a'")
+            await db.execute("UPDATE accounts SET balance = balance + 30 WHERE name = 'b'")
+
+    async with db.snapshot() as moment:
+        read_b = "SELECT balance FROM accounts WHERE name = 'b'"
+        a = await db.fetch_value("SELECT balance FROM accounts WHERE name = 'a'")
+        await elsewhere(transfer())
+        assert await elsewhere(db.fetch_value(read_b)) == 30
+        b = await db.fetch_value(read_b)
+        assert (a, b) == (100, 0)
+        with pytest.raises(RuntimeError, match="read-only"):
+            await db.execute("UPDATE accounts SET balance = 0")
+    assert moment.tzinfo is not None
+    async with db.snapshot() as later:
+        assert await db.fetch_value("SELECT balance FROM accounts WHERE name = 'b'") == 30
+    assert later > moment
+    assert await db.fetch_value("SELECT sum(balance) FROM accounts") == 100
+
+
 async def test_parameters_rows_and_counts(db):
     schema = (
         "CREATE TABLE kv (k TEXT PRIMARY KEY, n INTEGER NOT NULL, b BLOB, x REAL);"

@@ -341,7 +341,7 @@ def verify_command(
         async with _services(settings, _topology(settings, topology)) as runtime:
             checks = await verify(runtime, outbox_bound)
         table = Table(show_edge=False)
-        for column in ("check", "result", "counts", "violations"):
+        for column in ("check", "result", "counts", "violations", "as of"):
             table.add_column(column)
         for check in checks:
             table.add_row(
@@ -349,6 +349,8 @@ def verify_command(
                 "[green]ok[/]" if check.ok else "[red]VIOLATED[/]",
                 ", ".join(f"{k} {v:,}" for k, v in check.counts.items()),
                 "\n".join(check.violations),
+                # The moment of each service's snapshot that the check read.
+                "\n".join(f"{name} {moment}" for name, moment in check.as_of.items()),
             )
         Console().print(table)
         return all(check.ok for check in checks)

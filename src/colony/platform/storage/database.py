@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from datetime import datetime
 from typing import Any, Protocol
 
 Params = Mapping[str, Any] | Sequence[Any]
@@ -15,7 +16,10 @@ class Database(Protocol):
 
     ``transaction()`` is the unit of work: everything inside commits or rolls back together,
     and a nested ``transaction()`` joins the one already open. Reads outside a transaction see
-    committed data only. ``dialect`` ("sqlite" or "postgresql") is for the few statements that
+    committed data only, each statement its own moment; reads inside ``snapshot()`` all see
+    the database as it was at the one moment it yields (a read-only transaction; writing
+    inside it is an error), which is how an audit compares tables without a commit landing
+    between two of its reads. ``dialect`` ("sqlite" or "postgresql") is for the few statements that
     must differ between engines, such as full-text search.
     """
 
@@ -25,6 +29,7 @@ class Database(Protocol):
     async def open(self) -> None: ...
     async def close(self) -> None: ...
     def transaction(self) -> AbstractAsyncContextManager[None]: ...
+    def snapshot(self) -> AbstractAsyncContextManager[datetime]: ...
     def in_transaction(self) -> bool: ...
     def after_commit(self, callback: Callable[[], None]) -> None: ...
     async def execute(self, sql: str, params: Params = ()) -> int: ...

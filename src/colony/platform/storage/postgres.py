@@ -26,6 +26,7 @@ import re
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -173,6 +174,9 @@ class PostgresDatabase:
         self._pool: asyncpg.Pool | None = None
         self._lock: asyncio.Lock | None = None
         self._tx: ContextVar[_Transaction | None] = ContextVar(f"pg-tx-{name}", default=None)
+        self._snapshot: ContextVar[_Transaction | None] = ContextVar(
+            f"pg-snapshot-{name}", default=None
+        )
 
     async def open(self) -> None:
         self._pool = await asyncpg.create_pool(
@@ -209,11 +213,47 @@ class PostgresDatabase:
         else:
             tx.callbacks.append(callback)
 
+    def _open_snapshot(self) -> _Transaction | None:
+        snapshot = self._snapshot.get()
+        return snapshot if snapshot is not None and snapshot.open else None
+
+    @contextlib.asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[datetime]:
+        """Reads inside see the database as it was at the moment yielded, whatever commits
+        meanwhile. REPEATABLE READ takes its snapshot at the transaction's first statement,
+        which here reads the server's clock: the moment yielded is the moment seen. READ ONLY,
+        and without the writers' lock, so writers never wait for it. Inside a transaction it
+        is that transaction's view (the writers' lock keeps the service's data still)."""
+        if self._open_tx() is not None or self._open_snapshot() is not None:
+            yield await self.fetch_value("SELECT clock_timestamp()")
+            return
+        assert self._pool is not None, "database not open"
+        conn = await self._pool.acquire()
+        try:
+            try:
+                await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                moment: datetime = await conn.fetchval("SELECT clock_timestamp()")
+            except BaseException:
+                await _rollback(conn)
+                raise
+            snapshot = _Transaction(conn)
+            token = self._snapshot.set(snapshot)
+            try:
+                yield moment
+            finally:
+                snapshot.open = False
+                self._snapshot.reset(token)
+                await _rollback(conn)
+        finally:
+            await self._pool.release(conn)
+
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
         if self._open_tx() is not None:
             yield
             return
+        if self._open_snapshot() is not None:
+            raise RuntimeError(f"{self.name}: a snapshot is read-only; write outside it")
         assert self._lock is not None and self._pool is not None, "database not open"
         async with self._lock:
             conn = await self._pool.acquire()
@@ -280,7 +320,7 @@ class PostgresDatabase:
     async def _fetch(self, method: str, sql: str, params: Params) -> Any:
         statement = translate(sql)
         args = arguments(statement, params)
-        tx = self._open_tx()
+        tx = self._open_tx() or self._open_snapshot()
         if tx is not None:
             async with tx.lock:
                 return await getattr(tx.conn, method)(statement.text, *args)

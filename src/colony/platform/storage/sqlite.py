@@ -30,9 +30,11 @@ import contextvars
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from colony.platform.clock import utc_now
 from colony.platform.logging import get_logger
 from colony.platform.storage.database import Params, Row
 
@@ -68,6 +70,17 @@ class _Transaction:
         self.open = True
 
 
+class _Snapshot:
+    """A read transaction on a connection of its own, so the other readers keep seeing the
+    newest commits while it holds its moment still."""
+
+    __slots__ = ("conn", "open")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.open = True
+
+
 class _Group:
     """Units of work sharing one SQLite transaction, committed together."""
 
@@ -98,6 +111,9 @@ class SqliteDatabase:
         self._group: _Group | None = None
         self._tx: contextvars.ContextVar[_Transaction | None] = contextvars.ContextVar(
             f"sqlite-tx-{name}", default=None
+        )
+        self._snapshot: contextvars.ContextVar[_Snapshot | None] = contextvars.ContextVar(
+            f"sqlite-snapshot-{name}", default=None
         )
 
     def _connect(self) -> sqlite3.Connection:
@@ -163,11 +179,51 @@ class SqliteDatabase:
         else:
             tx.callbacks.append(callback)
 
+    def _open_snapshot(self) -> _Snapshot | None:
+        snapshot = self._snapshot.get()
+        return snapshot if snapshot is not None and snapshot.open else None
+
+    @contextlib.asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[datetime]:
+        """Reads inside see the database as it was at the moment yielded, whatever commits
+        meanwhile: a deferred ``BEGIN`` in WAL mode pins the log position at its first read.
+        Inside a transaction it is that transaction's view (the writer lock keeps it still)."""
+        if self._in_tx() or self._open_snapshot() is not None:
+            yield utc_now()
+            return
+        assert self._lock is not None and self._writer is not None, "database not open"
+        if self.path == ":memory:":
+            # One connection only: hold the writers off instead, after committing their group.
+            async with self._lock:
+                if self._group is not None:
+                    self._commit(self._group)
+                snapshot = _Snapshot(self._writer)
+                token = self._snapshot.set(snapshot)
+                try:
+                    yield utc_now()
+                finally:
+                    snapshot.open = False
+                    self._snapshot.reset(token)
+            return
+        snapshot = _Snapshot(self._connect())
+        snapshot.conn.execute("PRAGMA query_only=ON")
+        token = self._snapshot.set(snapshot)
+        try:
+            snapshot.conn.execute("BEGIN")
+            snapshot.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # pin it
+            yield utc_now()
+        finally:
+            snapshot.open = False
+            self._snapshot.reset(token)
+            snapshot.conn.close()  # ends the read transaction
+
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
         if self._in_tx():
             yield
             return
+        if self._open_snapshot() is not None:
+            raise RuntimeError(f"{self.name}: a snapshot is read-only; write outside it")
         assert self._lock is not None and self._writer is not None, "database not open"
         tx = _Transaction()
         async with self._lock:
@@ -256,6 +312,9 @@ class SqliteDatabase:
             group.committed.cancel()  # no one waits on it
 
     def _conn(self) -> sqlite3.Connection:
+        snapshot = None if self._in_tx() else self._open_snapshot()
+        if snapshot is not None:
+            return snapshot.conn
         conn = self._writer if self._in_tx() else self._reader
         assert conn is not None, "database not open"
         return conn

@@ -230,10 +230,15 @@ class DeliveryService:
 
     async def audit(self, actor: Actor) -> DeliveryAudit:
         actor.require("system", "admin")
-        rows = await self.db.fetch_all("SELECT status, COUNT(*) FROM shipments GROUP BY status")
+        async with self.db.snapshot() as moment:
+            rows = await self.db.fetch_all("SELECT status, COUNT(*) FROM shipments GROUP BY status")
         by_status = dict.fromkeys(_STATUSES, 0)
         by_status.update({row[0]: row[1] for row in rows})
-        return DeliveryAudit(shipments=sum(by_status.values()), by_status=by_status)
+        return DeliveryAudit(
+            checked_at=moment.isoformat(),
+            shipments=sum(by_status.values()),
+            by_status=by_status,
+        )
 
     # Reading.
 

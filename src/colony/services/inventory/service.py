@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 import msgspec
@@ -351,27 +351,32 @@ class InventoryService:
             await asyncio.sleep(SWEEP_SECONDS)
 
     async def audit(self, actor: Actor) -> StockAudit:
+        """Read in one snapshot: units reserved and units held are compared with each other,
+        and a reservation committing between the two reads would have set them apart."""
         actor.require("system")
-        listings = await self.db.fetch_value("SELECT count(*) FROM stock")
-        unbalanced = await self.db.fetch_all(
-            "SELECT listing_id FROM stock WHERE available + reserved + sold != received"
-            " OR available < 0 OR reserved < 0 OR sold < 0"
-        )
-        # sum() of BIGINT is NUMERIC in PostgreSQL (a Decimal here): cast back to an integer.
-        reserved = await self.db.fetch_value(
-            "SELECT CAST(coalesce(sum(reserved), 0) AS BIGINT) FROM stock"
-        )
-        held = await self.db.fetch_value(
-            "SELECT CAST(coalesce(sum(l.quantity), 0) AS BIGINT) FROM reservation_lines l"
-            " JOIN reservations r ON r.id = l.reservation_id WHERE r.status = 'held'"
-        )
-        grace = (utc_now() - timedelta(seconds=SWEEP_SECONDS + 1)).isoformat(
-            timespec="microseconds"
-        )
-        overdue = await self.db.fetch_all(
-            "SELECT id FROM reservations WHERE status = 'held' AND expires_at < ?", (grace,)
-        )
+        async with self.db.snapshot() as moment:
+            listings = await self.db.fetch_value("SELECT count(*) FROM stock")
+            unbalanced = await self.db.fetch_all(
+                "SELECT listing_id FROM stock WHERE available + reserved + sold != received"
+                " OR available < 0 OR reserved < 0 OR sold < 0"
+            )
+            # sum() of BIGINT is NUMERIC in PostgreSQL (a Decimal here): cast back to an integer.
+            reserved = await self.db.fetch_value(
+                "SELECT CAST(coalesce(sum(reserved), 0) AS BIGINT) FROM stock"
+            )
+            held = await self.db.fetch_value(
+                "SELECT CAST(coalesce(sum(l.quantity), 0) AS BIGINT) FROM reservation_lines l"
+                " JOIN reservations r ON r.id = l.reservation_id WHERE r.status = 'held'"
+            )
+            # Overdue as of the snapshot's moment, not of whenever this line runs.
+            grace = (moment.astimezone(UTC) - timedelta(seconds=SWEEP_SECONDS + 1)).isoformat(
+                timespec="microseconds"
+            )
+            overdue = await self.db.fetch_all(
+                "SELECT id FROM reservations WHERE status = 'held' AND expires_at < ?", (grace,)
+            )
         return StockAudit(
+            checked_at=moment.isoformat(),
             listings=int(listings or 0),
             unbalanced=[row[0] for row in unbalanced],
             reserved_units=int(reserved),

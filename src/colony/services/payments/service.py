@@ -744,24 +744,34 @@ class PaymentsService:
         """Checks the ledger against itself and the payments, and every payment against the
         provider. The provider part is one or two requests per payment (O(orders)), made
         ``AUDIT_CONCURRENCY`` at a time; if the provider cannot answer, the audit fails with
-        ``ServiceUnavailable`` rather than report what it could not check."""
+        ``ServiceUnavailable`` rather than report what it could not check.
+
+        Every table is read in one snapshot: read one after another, a payout committing in
+        between showed its ledger entries without the payment's new state (or the reverse),
+        and the audit reported escrow disagreeing with a payment that was consistent."""
         actor.require("system", "admin")
-        rows = await self.db.fetch_all(f"SELECT {_COLUMNS} FROM payments ORDER BY order_id")
-        seller_rows = await self.db.fetch_all(
-            f"SELECT order_id, {_SELLER_COLUMNS} FROM payment_sellers"
-        )
+        async with self.db.snapshot() as moment:
+            rows = await self.db.fetch_all(f"SELECT {_COLUMNS} FROM payments ORDER BY order_id")
+            seller_rows = await self.db.fetch_all(
+                f"SELECT order_id, {_SELLER_COLUMNS} FROM payment_sellers"
+            )
+            transactions, total = await ledger.totals(self.db)
+            refunded_rows = await self.db.fetch_all(
+                "SELECT order_id, CAST(sum(amount_minor) AS BIGINT) FROM refunds"
+                " WHERE status = 'succeeded'"
+                " GROUP BY order_id"
+            )
+            actual = await ledger.balances_by_order(self.db)
+            unbalanced = await ledger.unbalanced(self.db)
+            unsettled_rows = await self.db.fetch_all(
+                "SELECT order_id FROM unsettled_authorizations WHERE released_at IS NULL"
+                " ORDER BY order_id"
+            )
         sellers: dict[str, list[_Seller]] = defaultdict(list)
         for row in seller_rows:
             sellers[row[0]].append(_seller(row[1:]))
         payments = [_payment(row, sellers[row[0]]) for row in rows]
-        transactions, total = await ledger.totals(self.db)
-        refunded_rows = await self.db.fetch_all(
-            "SELECT order_id, CAST(sum(amount_minor) AS BIGINT) FROM refunds"
-            " WHERE status = 'succeeded'"
-            " GROUP BY order_id"
-        )
         refunds_booked = {row[0]: row[1] for row in refunded_rows}
-        actual = await ledger.balances_by_order(self.db)
         known = {p.order_id for p in payments}
         mismatched = {order_id for order_id in actual if order_id not in known}
         for payment in payments:
@@ -774,18 +784,17 @@ class PaymentsService:
             expected = self._expected_balances(payment, parts)
             if not consistent or actual.get(payment.order_id, {}) != expected:
                 mismatched.add(payment.order_id)
-        unsettled_rows = await self.db.fetch_all(
-            "SELECT order_id FROM unsettled_authorizations WHERE released_at IS NULL"
-            " ORDER BY order_id"
-        )
+        # The provider is asked after the snapshot (it is another system, with no moment in
+        # common with ours): a payment moving meanwhile can differ, which verify re-checks.
         provider_mismatches, double_charges, held = await self._check_provider(
             payments, [row[0] for row in unsettled_rows]
         )
         return PaymentsAudit(
+            checked_at=moment.isoformat(),
             payments=len(payments),
             ledger_transactions=transactions,
             ledger_sum_minor=total,
-            unbalanced_transactions=await ledger.unbalanced(self.db),
+            unbalanced_transactions=unbalanced,
             escrow_mismatches=sorted(mismatched),
             provider_mismatches=provider_mismatches,
             double_charges=double_charges,
