@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # REPLICAS=orders=3,inventory=2 runs that many processes of those services.
 REPLICAS ?=
 
-.PHONY: up up-distributed test lint bench seed clean install
+.PHONY: up up-distributed test lint bench chaos seed clean install
 
 install: $(STAMP)
 
@@ -30,6 +30,12 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Every fault family under load, on SQLite and on PostgreSQL (the machine's server), each
+# topology with its own NATS; reports under var/chaos/.
+chaos: $(STAMP)
+	$(BIN)/colony chaos matrix --rate 20 --duration 60 --fault-at 20 --fault-for 15 --database sqlite
+	$(BIN)/colony chaos matrix --rate 20 --duration 60 --fault-at 20 --fault-for 15 --database postgresql
 
 seed: $(STAMP)
 	$(BIN)/colony seed
