@@ -14,6 +14,19 @@ would not keep identity columns in commit order.)
 
 SQL stays in the sqlite3 dialect of parameters (``?`` and ``:name``); it is rewritten to
 asyncpg's ``$n`` once per statement text.
+
+A lost connection (a failover, ``pg_terminate_backend``, a restart) is transient, never a 500:
+
+- a transaction whose connection is found dead before anything ran in it (a pooled connection
+  the server closed while it sat idle) starts again on a fresh one, and so does a read outside
+  a transaction: nothing was done, so nothing can be done twice;
+- one that loses it later raises ``ServiceUnavailable``: the server rolled it back, and the
+  unit of work is the caller's to repeat (its body may have done more than write here);
+- one that loses it during COMMIT raises ``ServiceUnavailable`` saying the outcome is unknown:
+  it may have committed, so only a caller whose write is idempotent may repeat it (every one
+  in Colony is);
+- the error that ended a transaction is the one raised, never a later one from cleaning up
+  a connection asyncpg has already taken back.
 """
 
 from __future__ import annotations
@@ -32,12 +45,27 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
+from colony.platform.errors import ServiceUnavailable
+from colony.platform.logging import get_logger
 from colony.platform.storage.database import Params, Row
 
 POOL_MIN_SIZE = 1
 POOL_MAX_SIZE = 8
 # Services prepare a few dozen distinct statements each; a roomy cache keeps them all prepared.
 _STATEMENT_CACHE_SIZE = 512
+# Tries at a fresh connection when one is lost before anything ran on it, and the pauses
+# between them: enough for the pool to replace the connections of a terminated session, short
+# enough (0.25 s in all) that a real outage becomes a 503 the caller's retries handle.
+_RECONNECT_PAUSES = (0.05, 0.2)
+# Errors that mean the connection is gone, whatever the statement was.
+_CONNECTION_LOST: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,  # class 08, and "closed in the middle of operation"
+    asyncpg.exceptions.AdminShutdownError,  # 57P01: pg_terminate_backend, a fast shutdown
+    asyncpg.exceptions.CrashShutdownError,  # 57P02
+    asyncpg.exceptions.CannotConnectNowError,  # 57P03: starting up, shutting down
+    OSError,  # refused, reset, timed out: the server or the way to it
+)
+_log = get_logger("postgres")
 
 # Strings, quoted identifiers and comments are matched (and kept) first, so a ``?`` or ``:x``
 # inside them is never taken for a parameter; ``::`` is a cast, not a named parameter.
@@ -227,25 +255,27 @@ class PostgresDatabase:
         if self._open_tx() is not None or self._open_snapshot() is not None:
             yield await self.fetch_value("SELECT clock_timestamp()")
             return
-        assert self._pool is not None, "database not open"
-        conn = await self._pool.acquire()
+        conn = await self._connected_in_transaction(_BEGIN_SNAPSHOT)
         try:
             try:
-                await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 moment: datetime = await conn.fetchval("SELECT clock_timestamp()")
-            except BaseException:
+            except BaseException as exc:
                 await _rollback(conn)
+                self._raise_if_lost(exc, conn)
                 raise
             snapshot = _Transaction(conn)
             token = self._snapshot.set(snapshot)
             try:
                 yield moment
+            except BaseException as exc:
+                self._raise_if_lost(exc, conn)
+                raise
             finally:
                 snapshot.open = False
                 self._snapshot.reset(token)
                 await _rollback(conn)
         finally:
-            await self._pool.release(conn)
+            await self._release(conn)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
@@ -256,35 +286,93 @@ class PostgresDatabase:
             raise RuntimeError(f"{self.name}: a snapshot is read-only; write outside it")
         assert self._lock is not None and self._pool is not None, "database not open"
         async with self._lock:
-            conn = await self._pool.acquire()
+            # BEGIN and take the writers' lock in one round trip.
+            conn = await self._connected_in_transaction(self._begin)
             try:
-                tx = await self._run_transaction(conn)
+                tx = _Transaction(conn)
                 token = self._tx.set(tx)
                 try:
                     yield
-                except BaseException:
+                except BaseException as exc:
                     tx.open = False
                     await _rollback(conn)
+                    self._raise_if_lost(exc, conn)
                     raise
                 else:
                     tx.open = False
-                    await conn.execute("COMMIT")
+                    await self._commit(conn)
                 finally:
                     self._tx.reset(token)
             finally:
-                await self._pool.release(conn)
+                await self._release(conn)
         # Outside the transaction's context, so whatever a callback starts does not inherit it.
         for callback in tx.callbacks:
             callback()
 
-    async def _run_transaction(self, conn: asyncpg.Connection) -> _Transaction:
-        """BEGIN and take the writers' lock in one round trip."""
+    async def _connected_in_transaction(self, begin: str) -> asyncpg.Connection:
+        """A pooled connection on which ``begin`` ran: on a fresh one if the first turns out
+        dead (nothing ran yet, so trying again repeats nothing)."""
+        assert self._pool is not None, "database not open"
+        for attempt, pause in enumerate((*_RECONNECT_PAUSES, None)):
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await self._pool.acquire()
+                await conn.execute(begin)
+                return conn
+            except (*_CONNECTION_LOST, asyncpg.InterfaceError, asyncpg.InternalClientError) as exc:
+                # An InterfaceError or InternalClientError on our own BEGIN is no mistake in
+                # the statement: asyncpg's protocol found the connection closing under it.
+                if conn is not None:
+                    _discard(conn)
+                    await self._release(conn)
+                if pause is None:
+                    raise ServiceUnavailable(
+                        f"The {self.name} database cannot be reached: {exc}"
+                    ) from exc
+                _log.warning(
+                    "database connection lost; trying a fresh one",
+                    database=self.name,
+                    attempt=attempt + 1,
+                    error=repr(exc),
+                )
+                await asyncio.sleep(pause)
+            except BaseException:
+                if conn is not None:
+                    await _rollback(conn)
+                    await self._release(conn)
+                raise
+        raise AssertionError("unreachable")
+
+    async def _commit(self, conn: asyncpg.Connection) -> None:
         try:
-            await conn.execute(self._begin)
-        except BaseException:
-            await _rollback(conn)
+            await conn.execute("COMMIT")
+        except BaseException as exc:
+            if _connection_lost(exc, conn):
+                raise ServiceUnavailable(
+                    f"The {self.name} database connection was lost during COMMIT: the"
+                    " transaction may or may not have committed."
+                ) from exc
             raise
-        return _Transaction(conn)
+
+    def _raise_if_lost(self, exc: BaseException, conn: asyncpg.Connection) -> None:
+        """``ServiceUnavailable`` if ``exc``, which ended a transaction before its COMMIT, says
+        the connection was lost: the server rolled the transaction back."""
+        if _connection_lost(exc, conn):
+            # asyncpg's own words only when they name the loss: on a statement it had already
+            # taken back, they speak of the pool, which would send a reader the wrong way.
+            why = f": {exc}" if isinstance(exc, _CONNECTION_LOST) else ""
+            raise ServiceUnavailable(
+                f"The {self.name} database connection was lost; nothing was committed{why}"
+            ) from exc
+
+    async def _release(self, conn: asyncpg.Connection) -> None:
+        """Back to the pool. A connection that cannot be reset is closed by the pool, and
+        that is no reason to hide the outcome of the transaction that used it."""
+        assert self._pool is not None
+        try:
+            await self._pool.release(conn)
+        except Exception as exc:
+            _log.warning("a connection could not go back to the pool", error=repr(exc))
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         statement = translate(sql)
@@ -325,8 +413,18 @@ class PostgresDatabase:
             async with tx.lock:
                 return await getattr(tx.conn, method)(statement.text, *args)
         assert self._pool is not None, "database not open"
-        # Outside a transaction: a pooled connection in autocommit, committed data only.
-        return await getattr(self._pool, method)(statement.text, *args)
+        # Outside a transaction: a pooled connection in autocommit, committed data only. A
+        # read is repeated on a fresh connection when its connection was lost.
+        for pause in (*_RECONNECT_PAUSES, None):
+            try:
+                return await getattr(self._pool, method)(statement.text, *args)
+            except _CONNECTION_LOST as exc:
+                if pause is None:
+                    raise ServiceUnavailable(
+                        f"The {self.name} database cannot be reached: {exc}"
+                    ) from exc
+                await asyncio.sleep(pause)
+        raise AssertionError("unreachable")
 
     async def run_script(self, script: str) -> None:
         """Run several statements as one atomic script (used by migrations)."""
@@ -338,10 +436,38 @@ class PostgresDatabase:
                 await tx.conn.execute(script)
 
 
+_BEGIN_SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+
+
 async def _rollback(conn: asyncpg.Connection) -> None:
     """Roll back if anything is open; a connection that cannot is left to the pool, which
-    closes it, and the error that brought us here is the one worth raising."""
-    if conn.is_closed() or not conn.is_in_transaction():
-        return
+    closes it, and the error that brought us here is the one worth raising. A connection the
+    server closed has been taken back by asyncpg already, and asking it anything raises
+    "released back to the pool": that too is suppressed."""
     with contextlib.suppress(Exception):
-        await conn.execute("ROLLBACK")
+        if not conn.is_closed() and conn.is_in_transaction():
+            await conn.execute("ROLLBACK")
+
+
+def _closed(conn: asyncpg.Connection) -> bool:
+    try:
+        return bool(conn.is_closed())
+    except asyncpg.InterfaceError:
+        return True  # asyncpg took it back to the pool when it saw the connection close
+
+
+def _connection_lost(exc: BaseException, conn: asyncpg.Connection) -> bool:
+    """Whether ``exc`` says the connection is gone: by its kind, or an interface error on a
+    connection that has since closed ("connection is closed", "released back to the pool")."""
+    if isinstance(exc, _CONNECTION_LOST):
+        return True
+    if isinstance(exc, (asyncpg.InterfaceError, asyncpg.InternalClientError)):
+        return _closed(conn)
+    return False
+
+
+def _discard(conn: asyncpg.Connection) -> None:
+    """Close a connection that failed our BEGIN, so the pool opens a fresh one in its place."""
+    with contextlib.suppress(Exception):
+        if not conn.is_closed():
+            conn.terminate()
