@@ -591,7 +591,11 @@ async def test_bad_input_never_reaches_the_provider(world, fields):
 
 
 async def test_an_outage_opens_the_breaker_and_spares_the_provider(tmp_path):
-    breaker = {"breaker.consecutive_failures": 3, "breaker.open_seconds": 30.0}
+    breaker = {
+        "breaker.consecutive_failures": 3,
+        "breaker.open_seconds": 30.0,
+        "breaker.max_open_seconds": 30.0,
+    }
     async with running(tmp_path, resilience={"payment-provider": breaker}) as w:
         await w.behave(outage=True)
         for _ in range(20):
@@ -602,3 +606,14 @@ async def test_an_outage_opens_the_breaker_and_spares_the_provider(tmp_path):
         # nothing reaches the provider until it has had time to recover.
         assert requests <= 4
         assert w.runtime.resilience.dependencies["payment-provider"].state == "open"
+
+
+async def test_the_audit_is_counted_apart_at_the_provider(tmp_path):
+    async with running(tmp_path) as w:
+        await w.authorize(new_order())
+        before = await w.stats()
+        await w.payments.audit(SYSTEM)
+        after = await w.stats()
+        made = after["requests"] - before["requests"]
+        assert before["audit_requests"] == 0
+        assert made >= 1 and after["audit_requests"] == made

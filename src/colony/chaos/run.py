@@ -250,7 +250,9 @@ async def _provider_requests(url: str) -> int | None:
     try:
         async with httpx.AsyncClient(timeout=5.0) as client:
             response = await client.get(url + "/admin/stats")
-            return int(response.json()["requests"])
+            stats = response.json()
+            # The audits colony verify makes are checking, not paying: left out.
+            return int(stats["requests"]) - int(stats.get("audit_requests", 0))
     except (httpx.HTTPError, KeyError, ValueError):
         return None
 

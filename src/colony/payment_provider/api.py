@@ -120,6 +120,7 @@ class Stats(msgspec.Struct, frozen=True, kw_only=True):
     injected_errors: int
     timeouts_before_effect: int
     timeouts_after_effect: int
+    audit_requests: int
     authorizations: int
     declines: int
     captures: int

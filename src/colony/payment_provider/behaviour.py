@@ -63,6 +63,9 @@ class Counters:
     injected_errors: int = 0
     timeouts_before_effect: int = 0
     timeouts_after_effect: int = 0
+    audit_requests: int = 0
+    """Requests marked as a marketplace's audit (``x-colony-purpose: audit``), in ``requests``
+    too: checking, not paying, so load tests can tell the two apart."""
 
     def reset(self) -> None:
         for f in fields(self):

@@ -46,6 +46,8 @@ class FaultInjector:
             await self.app(scope, receive, send)
             return
         self.counters.requests += 1
+        if (b"x-colony-purpose", b"audit") in scope["headers"]:
+            self.counters.audit_requests += 1
         if self.dice.behaviour.outage:
             self.counters.outage_rejections += 1
             response = problem_response(

@@ -14,6 +14,9 @@ the request's effect, because that is what the caller must act on:
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any, Literal
 
 import msgspec
@@ -23,6 +26,9 @@ from colony.platform.http_client import HttpClient
 from colony.platform.resilience import NotSent
 
 DEPENDENCY = "payment-provider"
+PURPOSE_HEADER = "x-colony-purpose"
+"""Says a request checks rather than pays (the audit), so the provider can count it apart."""
+_auditing: ContextVar[bool] = ContextVar("auditing", default=False)
 IntentStatus = Literal["authorized", "declined", "captured", "voided", "refunded"]
 
 _encode = msgspec.json.Encoder().encode
@@ -90,6 +96,16 @@ _intent_decoder = msgspec.json.Decoder(Intent)
 _refund_decoder = msgspec.json.Decoder(Refund)
 
 
+@contextlib.contextmanager
+def auditing() -> Iterator[None]:
+    """Requests made inside (and in tasks started inside) are marked as the audit's."""
+    token = _auditing.set(True)
+    try:
+        yield
+    finally:
+        _auditing.reset(token)
+
+
 class ProviderClient:
     """The provider's API as calls through the platform's HTTP client, as the dependency
     ``payment-provider`` (its timeout, breaker and bulkhead are that dependency's policy)."""
@@ -107,7 +123,7 @@ class ProviderClient:
         key: str | None = None,
         params: dict[str, str] | None = None,
     ) -> tuple[int, bytes]:
-        headers = {}
+        headers = {PURPOSE_HEADER: "audit"} if _auditing.get() else {}
         if body is not None:
             headers["content-type"] = "application/json"
         if key is not None:

@@ -53,6 +53,7 @@ from colony.services.payments.provider import (
     ProviderError,
     ProviderRefused,
     ProviderUnavailable,
+    auditing,
 )
 from colony.services.payments.provider import Refund as ProviderRefund
 
@@ -845,8 +846,9 @@ class PaymentsService:
                 assert payment.provider_intent_id is not None
                 return [by_key, await self.provider.get(payment.provider_intent_id)]
 
-        results = await asyncio.gather(*(intents(p) for p in payments), return_exceptions=True)
-        held = await asyncio.gather(*(holds(o) for o in unsettled), return_exceptions=True)
+        with auditing():  # counted apart at the provider: checking is not paying
+            results = await asyncio.gather(*(intents(p) for p in payments), return_exceptions=True)
+            held = await asyncio.gather(*(holds(o) for o in unsettled), return_exceptions=True)
         for result in [*results, *held]:
             if isinstance(result, ProviderError):
                 raise ServiceUnavailable(
