@@ -13,6 +13,7 @@ from colony.platform.errors import (
     ColonyError,
     MethodNotAllowed,
     NotFound,
+    ServiceUnavailable,
 )
 from colony.platform.logging import get_logger
 
@@ -50,6 +51,14 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     return problem_response(error, request.url.path)
 
 
+async def _timed_out(request: Request, exc: Exception) -> Response:
+    # A dependency that did not answer in time (its effect unknown): a 503 tells the client
+    # to try again, with its Idempotency-Key; a 500 would tell it nothing it could do.
+    _log.warning("a call timed out", path=request.url.path, method=request.method)
+    error = ServiceUnavailable("A service did not answer in time; try again shortly.")
+    return problem_response(error, request.url.path)
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     _log.exception("unhandled error", path=request.url.path, method=request.method)
     return problem_response(ColonyError("An unexpected error occurred."), request.url.path)
@@ -64,4 +73,5 @@ def _generic(status: int, detail: str) -> ColonyError:
 def install_problem_handlers(app: Starlette) -> None:
     app.add_exception_handler(ColonyError, _colony_error)
     app.add_exception_handler(HTTPException, _http_exception)
+    app.add_exception_handler(TimeoutError, _timed_out)
     app.add_exception_handler(Exception, _unexpected)
