@@ -303,3 +303,18 @@ def test_sweep_settings_keep_the_courier_away_and_hash_passwords_cheaply(tmp_pat
     assert settings.data_dir == tmp_path / "run"
     assert settings.password_hash_cost == "fast"
     assert settings.courier_step_seconds >= 600
+
+
+def test_colony_chaos_sweep_runs_a_scenario_and_reports_its_count() -> None:
+    from typer.testing import CliRunner
+
+    from colony.cli.main import app
+
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["chaos", "sweep", "--scenario", "refund", "--kinds", "duplicate", "--pairs", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "2 single-fault runs" in result.output and "1 pairs" in result.output
+    refused = runner.invoke(app, ["chaos", "sweep", "--scenario", "everything"])
+    assert refused.exit_code == 2

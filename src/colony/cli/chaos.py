@@ -3,7 +3,9 @@
 ``run`` starts a multi-process topology of its own (or uses one already running), runs load,
 injects one fault at a set time, heals it, waits for the orders to end and checks the
 invariants; it writes the report as JSON and as an HTML page. ``matrix`` does that for every
-fault family in turn, against one topology, and prints one table.
+fault family in turn, against one topology, and prints one table. ``sweep`` needs no topology:
+it reruns a checkout, cancellation or refund once per call between services and per way that
+call can fail (see :mod:`colony.chaos.sweep`).
 """
 
 from __future__ import annotations
@@ -178,3 +180,81 @@ def _print_checks(report: ChaosReport) -> None:
 
 def _maybe(value: float | None, unit: str, none: str = "—") -> str:
     return none if value is None else f"{value:g} {unit}".strip()
+
+
+@app.command("sweep")
+def sweep_command(
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option(help="A scenario to sweep (repeatable); default: every one."),
+    ] = None,
+    kinds: Annotated[
+        str, typer.Option(help="Comma-separated fault kinds; default: all four.")
+    ] = "unavailable,timeout-before,timeout-after,duplicate",
+    pairs: Annotated[int, typer.Option(help="Pairs of faults sampled per scenario.", min=0)] = 10,
+    seed: Annotated[int, typer.Option(help="Seed of the pairs' sample.")] = 0,
+) -> None:
+    """Every call between services of each scenario, broken in each way, one run each in a
+    fresh marketplace (Filibuster's method); exit 1 on any violation."""
+    import shutil
+    from typing import cast
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+
+    from colony.chaos.interpose import FAULT_KINDS, FaultKind
+    from colony.chaos.sweep import SCENARIOS, Sweep, SweepReport, sweep_settings
+    from colony.cli.companions import running_companions
+    from colony.platform.config import Settings
+    from colony.platform.logging import configure_logging
+    from colony.platform.web.server import free_port
+
+    names = scenario or list(SCENARIOS)
+    chosen = [k.strip() for k in kinds.split(",") if k.strip()]
+    wrong = [n for n in names if n not in SCENARIOS] + [k for k in chosen if k not in FAULT_KINDS]
+    if wrong or not chosen:
+        err.print(
+            f"[red]Unknown: {', '.join(wrong) or 'no fault kinds'}. Scenarios:"
+            f" {', '.join(SCENARIOS)}; kinds: {', '.join(FAULT_KINDS)}.[/]"
+        )
+        raise typer.Exit(2)
+    configure_logging("error", json=True)
+    workdir = Path(tempfile.mkdtemp(prefix="colony-sweep-"))
+    # Companions of its own, on free ports: a marketplace already running keeps its own.
+    base = Settings.from_env(
+        data_dir=str(workdir),
+        payment_provider_url=f"http://127.0.0.1:{free_port()}",
+        smtp_port=free_port(),
+        mail_sink_http_port=free_port(),
+    )
+
+    async def main() -> list[SweepReport]:
+        reports = []
+        async with running_companions(base):
+            runner = Sweep(lambda data_dir: sweep_settings(base, data_dir), workdir)
+            with Progress(
+                TextColumn("[bold]{task.description:<14}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                console=err,
+            ) as bar:
+                for name in names:
+                    task = bar.add_task(name, total=None)
+
+                    def advance(done: int, total: int, task: TaskID = task) -> None:
+                        bar.update(task, completed=done, total=total)
+
+                    faults = cast("list[FaultKind]", chosen)
+                    reports.append(
+                        await runner.sweep(SCENARIOS[name], faults, pairs, seed, advance)
+                    )
+        return reports
+
+    try:
+        reports = asyncio.run(main())
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    for report in reports:
+        out.print(report.summary(), soft_wrap=True)
+        if report.failures:
+            out.print(report.describe_failures(), markup=False, soft_wrap=True)
+    raise typer.Exit(0 if all(not r.failures for r in reports) else 1)
