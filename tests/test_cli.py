@@ -172,3 +172,10 @@ def test_a_second_up_on_a_taken_port_is_refused(tmp_path):
     finally:
         first.send_signal(signal.SIGINT)
         first.communicate(timeout=30)
+
+
+def test_verify_that_cannot_read_a_database_says_so_with_its_own_exit_code(tmp_path):
+    (tmp_path / "payments.db").mkdir(parents=True)  # not a database SQLite can open
+    result = run(tmp_path, "verify")
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "could not check" in result.stderr

@@ -41,6 +41,8 @@ MACHINERY_REASONS = (
     "A service this order needs did not respond in time.",
     "The checkout ran out of time.",
 )
+UNCHECKED = 3
+"""``colony verify``'s exit code when it could not check (neither pass nor violation)."""
 CHAOS_MIX = {"browse": 20.0, "search": 20.0, "product": 20.0, "cart": 10.0, "checkout": 30.0}
 
 
@@ -169,7 +171,9 @@ async def run_chaos(
         async with fault.injected():
             if config.verify_during:
                 result = await asyncio.to_thread(deployment.verify)
-                during.append(result.returncode == 0)
+                # 3: it could not read a database (the fault may be that): no verdict.
+                if result.returncode != UNCHECKED:
+                    during.append(result.returncode == 0)
             left = config.fault_for - (time.monotonic() - started - timing["injected"])
             await asyncio.sleep(max(0.0, left))
             say("healing")

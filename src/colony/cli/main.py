@@ -332,7 +332,8 @@ def verify_command(
     ] = 30.0,
     topology: TopologyOption = None,
 ) -> None:
-    """Check the running system against the invariants; exits 1 on any violation."""
+    """Check the running system against the invariants; exits 1 on any violation, and 3 when
+    it could not check (a database it cannot read): that is neither a pass nor a violation."""
     settings = _settings()
 
     async def main() -> bool:
@@ -355,5 +356,10 @@ def verify_command(
         Console().print(table)
         return all(check.ok for check in checks)
 
-    if not _run(main()):
+    try:
+        passed = _run(main())
+    except Exception as exc:  # whatever kept it from reading: said, and told apart by the code
+        console.print(f"[yellow]could not check: {exc.__class__.__name__}: {exc}[/]")
+        raise typer.Exit(3) from None
+    if not passed:
         raise typer.Exit(1)
