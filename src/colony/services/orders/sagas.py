@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from colony.platform.errors import Conflict
+from colony.platform.errors import Conflict, OutOfStock
 from colony.platform.saga import SagaDefinition, Step
 from colony.platform.security import Actor
 from colony.services.cart.api import CartApi, PurchasedLine
@@ -74,9 +74,13 @@ def checkout_saga(deps: Dependencies) -> SagaDefinition[CheckoutState]:
 
     async def reserve(state: CheckoutState) -> None:
         lines = [ReservationLine(listing_id=x.listing_id, quantity=x.quantity) for x in state.lines]
-        reservation = await deps.inventory.reserve(
-            SYSTEM, state.order_id, lines, deps.reservation_ttl_seconds
-        )
+        try:
+            reservation = await deps.inventory.reserve(
+                SYSTEM, state.order_id, lines, deps.reservation_ttl_seconds
+            )
+        except OutOfStock as exc:
+            # Inventory knows listings by id only; the buyer reads this, and knows them by title.
+            raise OutOfStock(_short_of(exc, state.lines), **exc.extensions) from exc
         if reservation.status != "held":
             raise Conflict(f"The stock reservation was {reservation.status}.")
 
@@ -181,3 +185,20 @@ def refund_saga(deps: Dependencies) -> SagaDefinition[RefundState]:
         await deps.payments.refund(SYSTEM, state.order_id, state.seller_id, state.reason)
 
     return SagaDefinition("refund", RefundState, [Step("refund", refund, persistent=True)])
+
+
+def _short_of(exc: OutOfStock, lines: list[OrderLine]) -> str:
+    """Inventory's refusal, naming the order's lines it could not hold by their titles."""
+    available = {
+        item.get("listing_id"): item.get("available", 0)
+        for item in exc.extensions.get("listings", [])
+        if isinstance(item, dict)
+    }
+    short = []
+    for line in lines:
+        if line.listing_id in available:
+            left = available[line.listing_id]
+            short.append(f"{line.title} ({f'only {left} left' if left else 'sold out'})")
+    if not short:
+        return "Not enough stock is left for this order."
+    return "Not enough stock for " + ", ".join(short) + "."
