@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import sys
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -29,7 +30,8 @@ from colony.faults import FaultSpecError
 from colony.faults.spec import parse
 
 app = typer.Typer(help="Faults under load, and the invariants checked after each.")
-out = Console()
+# A report is read in logs and CI output too, where no terminal says how wide to be.
+out = Console(width=None if sys.stdout.isatty() else 180)
 err = Console(stderr=True)
 
 Rate = Annotated[float, typer.Option(help="Arrivals a second (30 % of them checkouts).")]
