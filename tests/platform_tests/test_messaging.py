@@ -8,6 +8,7 @@ import pytest
 
 from colony.platform.messaging import Consumer, Event, InProcessBroker, Outbox, OutboxRelay
 from colony.platform.messaging.consumer import RetryPolicy, list_dead_letters
+from colony.platform.resilience import deadline
 from colony.platform.storage.migrations import PLATFORM_MIGRATIONS, migrate
 from colony.platform.storage.sqlite import SqliteDatabase
 
@@ -201,3 +202,21 @@ async def test_a_batch_that_fails_part_way_is_rolled_back_and_delivered_one_by_o
     await relay_consumer.deliver_all(messages)  # redelivered whole: no second effect
     assert await ledger.balance("batch") == 7
     assert await list_dead_letters(sink) == []
+
+
+async def test_a_handler_runs_under_its_own_deadline(world):
+    source, sink = world
+    seen: list[float | None] = []
+
+    async def on_deposited(event: Deposited) -> None:
+        seen.append(deadline.remaining())
+
+    broker = InProcessBroker()
+    consumer = Consumer("sink", sink, {Deposited: on_deposited}, RetryPolicy(deadline_seconds=3))
+    broker.subscribe(consumer)
+    outbox = Outbox(source, "source")
+    async with source.transaction():
+        await outbox.add(Deposited(account="f", amount=1), key="f")
+    await OutboxRelay(outbox, broker).drain()
+    [left] = seen
+    assert left is not None and 2.5 < left <= 3

@@ -20,6 +20,7 @@ from colony.platform.faults import delivery_fault
 from colony.platform.ids import new_id
 from colony.platform.logging import get_logger
 from colony.platform.messaging.message import Event, Message, decode_message, encode_message
+from colony.platform.resilience import deadline, retried_above
 from colony.platform.storage import Database
 
 Handler = Callable[[Any], Awaitable[None]]
@@ -31,6 +32,9 @@ class RetryPolicy:
     wait_initial: float = 0.05
     wait_max: float = 2.0
     wait_jitter: float = 0.1
+    deadline_seconds: float = 10.0
+    """Each attempt's deadline, carried into any call its handler makes: the consumer is the
+    layer that retries a message, so those calls make one attempt each."""
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
@@ -73,7 +77,11 @@ class Consumer:
     async def _apply_in_transaction(self, message: Message) -> bool:
         event_type, handler = self._routes[message.topic]
         event = message.decode(event_type)
-        with context.call_context(correlation=message.headers.get("correlation_id")):
+        with (
+            context.call_context(correlation=message.headers.get("correlation_id")),
+            deadline.deadline(self.retry.deadline_seconds),
+            retried_above(),
+        ):
             # The inbox row first: if the handler fails, the transaction takes both back.
             first = await self.db.execute(
                 "INSERT INTO inbox (consumer, message_id, processed_at) VALUES (?, ?, ?)"
