@@ -59,7 +59,7 @@ class Deployment:
             "COLONY_SAGA_STEP_PATIENCE_SECONDS": "2",
             # ... and a breaker that probes well within it, so the order after it completes.
             "COLONY_RESILIENCE": '{"*": {"breaker.open_seconds": 0.2, "breaker.max_open_seconds":'
-            ' 0.5}}',
+            " 0.5}}",
             # A replica's sagas pass to another 2 s after it stops renewing their leases, and
             # the supervisor waits 8 s before restarting a process: long enough to see that
             # the other replica finished them.

@@ -71,9 +71,7 @@ async def test_another_replica_finishes_the_sagas_of_a_dead_one(api, deployment)
         in_flight = [
             order_id
             for buyer, order_id in zip(buyers, ids, strict=True)
-            if (await api.get(f"/api/v1/orders/{order_id}", headers=buyer.headers)).json()[
-                "status"
-            ]
+            if (await api.get(f"/api/v1/orders/{order_id}", headers=buyer.headers)).json()["status"]
             not in ("completed", "cancelled")
         ]
         assert in_flight, "the kill came too late to interrupt a saga"

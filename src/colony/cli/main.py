@@ -186,9 +186,7 @@ def up(
         async with contextlib.AsyncExitStack() as stack:
             notes = await stack.enter_async_context(running_companions(settings))
             if distributed:
-                market: Any = await stack.enter_async_context(
-                    running_distributed(settings, counts)
-                )
+                market: Any = await stack.enter_async_context(running_distributed(settings, counts))
                 notes += [
                     f"{p.instance}: pid {c.pid}, {p.url}"
                     for p, c in zip(market.processes, market.supervisor.children, strict=True)

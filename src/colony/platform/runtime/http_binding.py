@@ -158,9 +158,7 @@ class HttpClientFactory:
             name or api.__name__, [url.rstrip("/") for url in base_urls]
         )
         dependency.start_probing(self._probe)
-        namespace = {
-            name: _remote_method(self, spec, dependency) for name, spec in methods.items()
-        }
+        namespace = {name: _remote_method(self, spec, dependency) for name, spec in methods.items()}
         namespace["__repr__"] = lambda self: f"<HTTP client {api.__name__} at {dependency}>"
         cls = types.new_class(f"Http{api.__name__}", (), {}, lambda ns: ns.update(namespace))
         return cls()
