@@ -169,17 +169,24 @@ async def run_chaos(
         say(f"injecting {fault.description}")
         timing["injected"] = time.monotonic() - started
         async with fault.injected():
-            if config.verify_during:
-                result = await asyncio.to_thread(deployment.verify)
-                # 3: it could not read a database (the fault may be that): no verdict.
-                if result.returncode != UNCHECKED:
-                    during.append(result.returncode == 0)
+            # Started while the fault is on; it may finish after the heal (an audit that asks
+            # a slow provider takes its time), and must not stretch the fault's window.
+            checking = (
+                asyncio.create_task(asyncio.to_thread(deployment.verify))
+                if config.verify_during
+                else None
+            )
             left = config.fault_for - (time.monotonic() - started - timing["injected"])
             await asyncio.sleep(max(0.0, left))
             say("healing")
             timing["heal_began"] = time.monotonic() - started
             timing["heal_wall"] = time.time()
         timing["healed"] = time.monotonic() - started
+        if checking is not None:
+            result = await checking
+            # 3: it could not read a database (the fault may be that): no verdict.
+            if result.returncode != UNCHECKED:
+                during.append(result.returncode == 0)
 
     try:
         await inject_and_heal()
