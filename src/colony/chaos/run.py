@@ -46,8 +46,13 @@ UNCHECKED = 3
 CHAOS_MIX = {"browse": 20.0, "search": 20.0, "product": 20.0, "cart": 10.0, "checkout": 30.0}
 
 
+THEN = " then "
+
+
 class ChaosConfig(msgspec.Struct, frozen=True, kw_only=True):
     fault: str
+    """One fault's spec, or several joined by " then ": each in turn for ``fault_for``
+    seconds (e.g. the provider slow, then down)."""
     rate: float = 20.0
     """Arrivals a second (all kinds); ``CHAOS_MIX`` makes 30 % of them checkouts."""
     duration: float = 60.0
@@ -64,10 +69,14 @@ class ChaosConfig(msgspec.Struct, frozen=True, kw_only=True):
         for name in ("rate", "duration", "fault_for", "settle_within"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be above 0")
-        if self.fault_at < 0 or self.fault_at + self.fault_for > self.duration:
+        if self.fault_at < 0 or self.fault_at + self.fault_for * len(self.phases) > self.duration:
             raise ValueError("the fault must start at 0 or later and heal before the load ends")
         if self.buyers < 0:
             raise ValueError("buyers must be 0 or more")
+
+    @property
+    def phases(self) -> list[str]:
+        return [part.strip() for part in self.fault.split(THEN)]
 
 
 class Check(msgspec.Struct, frozen=True, kw_only=True):
@@ -136,7 +145,8 @@ async def run_chaos(
     """One run against ``deployment`` (which it leaves running, healed)."""
     say = progress or (lambda _: None)
     topology = RunningTopology.load(deployment.data_dir)
-    fault = fault_from_spec(config.fault, topology)
+    phases = [fault_from_spec(spec, topology) for spec in config.phases]
+    description = "; then ".join(fault.description for fault in phases)
     provider_before = await _provider_requests(deployment.provider_url)
     load_config = LoadConfig(
         url=deployment.url,
@@ -166,21 +176,22 @@ async def run_chaos(
         if not began.is_set():
             await load  # it failed to start: raise why
         await asyncio.sleep(config.fault_at)
-        say(f"injecting {fault.description}")
         timing["injected"] = time.monotonic() - started
-        async with fault.injected():
-            # Started while the fault is on; it may finish after the heal (an audit that asks
-            # a slow provider takes its time), and must not stretch the fault's window.
-            checking = (
-                asyncio.create_task(asyncio.to_thread(deployment.verify))
-                if config.verify_during
-                else None
-            )
-            left = config.fault_for - (time.monotonic() - started - timing["injected"])
-            await asyncio.sleep(max(0.0, left))
-            say("healing")
-            timing["heal_began"] = time.monotonic() - started
-            timing["heal_wall"] = time.time()
+        checking = None
+        for index, fault in enumerate(phases):
+            say(f"injecting {fault.description}")
+            phase_began = time.monotonic()
+            async with fault.injected():
+                # Started while the fault is on; it may finish after the heal (an audit that
+                # asks a slow provider takes its time), and must not stretch the fault's window.
+                if checking is None and config.verify_during:
+                    checking = asyncio.create_task(asyncio.to_thread(deployment.verify))
+                left = config.fault_for - (time.monotonic() - phase_began)
+                await asyncio.sleep(max(0.0, left))
+                say("healing")
+                if index == len(phases) - 1:
+                    timing["heal_began"] = time.monotonic() - started
+                    timing["heal_wall"] = time.time()
         timing["healed"] = time.monotonic() - started
         if checking is not None:
             result = await checking
@@ -239,7 +250,7 @@ async def run_chaos(
     ]
     return ChaosReport(
         config=config,
-        fault=fault.description,
+        fault=description,
         url=deployment.url,
         injected_at_s=round(injected, 3),
         healed_at_s=round(timing["healed"], 3),

@@ -43,10 +43,16 @@ Replicas = Annotated[str, typer.Option(help="Processes per service, e.g. orders=
 Out = Annotated[Path | None, typer.Option(help="Folder for the reports (default var/chaos/…).")]
 
 
-def _config(fault: str, **values: float) -> ChaosConfig:
+def _config(
+    fault: str, *, rate: float, duration: float, fault_at: float, fault_for: float
+) -> ChaosConfig:
     try:
-        parse(fault)
-        return ChaosConfig(fault=fault, **values)  # type: ignore[arg-type]
+        config = ChaosConfig(
+            fault=fault, rate=rate, duration=duration, fault_at=fault_at, fault_for=fault_for
+        )
+        for phase in config.phases:
+            parse(phase)
+        return config
     except (FaultSpecError, ValueError) as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
@@ -66,7 +72,11 @@ def _folder(out_dir: Path | None, kind: str) -> Path:
 @app.command()
 def run(
     fault: Annotated[
-        str, typer.Option(help="The fault, e.g. kill:payments (see colony faults list).")
+        str,
+        typer.Option(
+            help="The fault, e.g. kill:payments (see colony faults list); several in turn"
+            " joined by ' then ', e.g. 'provider:latency:1500ms then provider:outage'."
+        ),
     ],
     rate: Rate = 20.0,
     duration: Duration = 60.0,
