@@ -43,7 +43,10 @@ class RestartPolicy:
     """A process that ran this long before failing starts again at the initial backoff."""
 
     def backoff(self, failures: int) -> float:
-        return min(self.max_seconds, self.initial_seconds * 2 ** max(0, failures - 1))
+        # The doublings stop at 64, long past max_seconds: unbounded, 2 ** n overflows a
+        # float after 1024 failures in a row (some 8 hours of a process that cannot start).
+        doublings = min(max(0, failures - 1), 64)
+        return min(self.max_seconds, self.initial_seconds * 2.0**doublings)
 
 
 class ProcessSpec(Protocol):
