@@ -23,9 +23,15 @@ up: $(STAMP)
 up-distributed: $(STAMP)
 	$(BIN)/colony up --distributed $(if $(REPLICAS),--replicas $(REPLICAS))
 
-test: $(STAMP)
+# The checks that hold every change, before the suite: lint, formatting, types (src/), and
+# the architecture contract.
+lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
+
+test: lint
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

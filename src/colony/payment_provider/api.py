@@ -31,28 +31,31 @@ Rate = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 LatencyMs = Annotated[float, msgspec.Meta(ge=0.0, le=MAX_LATENCY_MS)]
 
 
+# Subclasses inherit these options, but each says frozen=True again: type checkers read
+# msgspec through PEP 681 (dataclass_transform), under which a subclass that does not is a
+# mutable one, and a mutable subclass of a frozen class an error (msgspec/msgspec#657).
 class _Request(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     pass
 
 
-class AuthorizeRequest(_Request):
+class AuthorizeRequest(_Request, frozen=True):
     amount: Amount
     currency: Currency
     card_number: CardNumber
     metadata: Metadata = msgspec.field(default_factory=dict)
 
 
-class CaptureRequest(_Request):
+class CaptureRequest(_Request, frozen=True):
     """Capture all of the authorization (``{}``) or a part of it."""
 
     amount: Amount | None = None
 
 
-class RefundRequest(_Request):
+class RefundRequest(_Request, frozen=True):
     amount: Amount
 
 
-class IntentLookup(_Request):
+class IntentLookup(_Request, frozen=True):
     idempotency_key: IdempotencyKey
 
 
@@ -79,7 +82,7 @@ class Refund(msgspec.Struct, frozen=True, kw_only=True):
     created_at: str
 
 
-class Latency(_Request):
+class Latency(_Request, frozen=True):
     """Added latency: lognormal through the given median and 99th percentile."""
 
     p50_ms: LatencyMs = 0.0
@@ -93,7 +96,7 @@ class Latency(_Request):
             raise ValueError("latency.p50_ms must be above 0 when latency.p99_ms is")
 
 
-class Behaviour(_Request):
+class Behaviour(_Request, frozen=True):
     """How the provider misbehaves. Omitted fields take their default (PUT replaces it all)."""
 
     latency: Latency = Latency()

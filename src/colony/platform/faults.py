@@ -323,7 +323,7 @@ def _rebuild() -> None:
 
 _MAX_BODY_BYTES = 16 * 1024
 _encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder(FaultSpec).decode
+_decode: Callable[[bytes], FaultSpec] = msgspec.json.Decoder(FaultSpec).decode
 
 
 def admin_routes() -> list[Route]:

@@ -84,7 +84,7 @@ class TokenVerifier:
     def _verify(self, token: str) -> tuple[Actor, float]:
         try:
             kid = jwt.get_unverified_header(token).get("kid")
-            key = self._keys.get(kid)
+            key = self._keys.get(kid) if kid is not None else None
             if key is None:
                 raise Unauthorized("The token was signed with an unknown key.")
             claims = jwt.decode(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,8 @@ class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
     data: msgspec.Raw
     recorded_at: str
 
-    def decode(self, event_type: type[Any]) -> Any:
+    # builtins.type: in this class `type` is the field above.
+    def decode(self, event_type: builtins.type[Any]) -> Any:
         return msgspec.json.decode(self.data, type=event_type)
 
 

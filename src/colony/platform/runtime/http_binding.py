@@ -43,7 +43,7 @@ _problem_decoder = msgspec.json.Decoder(dict[str, Any])
 
 
 def rpc_app(
-    api: type[Any],
+    api: type,
     implementation: Any,
     ready: Callable[[], Awaitable[str | None]] | None = None,
     extra_routes: Sequence[BaseRoute] = (),
@@ -151,7 +151,7 @@ class HttpClientFactory:
                 errors.append(f"{base_url}: {exc!r}")
         raise ServiceUnavailable("; ".join(errors))
 
-    def client(self, api: type[Any], base_urls: Sequence[str], name: str | None = None) -> Any:
+    def client(self, api: type, base_urls: Sequence[str], name: str | None = None) -> Any:
         """An object with the interface's methods, each a POST to one of the replicas."""
         methods = interface_methods(api)
         dependency = self.resilience.dependency(

@@ -24,6 +24,7 @@ def repeatable(method: F) -> F:
     write the service deduplicates, as by order id): the platform may retry it after a
     failure that leaves its effect unknown. Unmarked methods are sent again only when the
     request never arrived, or when the call carries an Idempotency-Key."""
+    # A mark on the function object, read back by interface_methods; F does not declare it.
     method.__colony_repeatable__ = True  # type: ignore[attr-defined]
     return method
 
@@ -40,8 +41,9 @@ class MethodSpec:
     result_decoder: msgspec.json.Decoder[Any] | None
 
 
+# api is a `type`, not a `type[Any]`: mypy counts the latter as unhashable, unfit for @cache.
 @cache
-def interface_methods(api: type[Any]) -> dict[str, MethodSpec]:
+def interface_methods(api: type) -> dict[str, MethodSpec]:
     methods: dict[str, MethodSpec] = {}
     for name, function in inspect.getmembers(api, inspect.iscoroutinefunction):
         if name.startswith("_"):

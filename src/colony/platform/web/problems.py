@@ -66,6 +66,8 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 def _generic(status: int, detail: str) -> ColonyError:
     error = ColonyError(detail)
+    # status is a ClassVar, one per error class; Starlette's other HTTP errors have no class
+    # of ours, so theirs is set on the instance.
     error.status = status  # type: ignore[misc]
     return error
 

@@ -232,7 +232,7 @@ class DeliveryService:
         actor.require("system", "admin")
         async with self.db.snapshot() as moment:
             rows = await self.db.fetch_all("SELECT status, COUNT(*) FROM shipments GROUP BY status")
-        by_status = dict.fromkeys(_STATUSES, 0)
+        by_status: dict[str, int] = dict.fromkeys(_STATUSES, 0)
         by_status.update({row[0]: row[1] for row in rows})
         return DeliveryAudit(
             checked_at=moment.isoformat(),

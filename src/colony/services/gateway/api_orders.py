@@ -31,33 +31,36 @@ from colony.services.payments.api import CardNumber, LedgerEntry, Payment
 from colony.services.recommendations.api import Recommendation
 
 
+# Subclasses inherit these options, but each says frozen=True again: type checkers read
+# msgspec through PEP 681 (dataclass_transform), under which a subclass that does not is a
+# mutable one, and a mutable subclass of a frozen class an error (msgspec/msgspec#657).
 class _Body(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     pass
 
 
-class Checkout(_Body):
+class Checkout(_Body, frozen=True):
     card_number: CardNumber
     address: Address
 
 
-class ReasonBody(_Body):
+class ReasonBody(_Body, frozen=True):
     reason: Reason
 
 
-class WebhookBody(_Body):
+class WebhookBody(_Body, frozen=True):
     url: WebhookUrl
 
 
-class PageQuery(_Body):
+class PageQuery(_Body, frozen=True):
     page: PageNumber = 1
     page_size: PageSize = 20
 
 
-class LimitQuery(_Body):
+class LimitQuery(_Body, frozen=True):
     limit: Annotated[int, msgspec.Meta(ge=1, le=20)] = 4
 
 
-class FeedQuery(_Body):
+class FeedQuery(_Body, frozen=True):
     limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20
 
 

@@ -242,7 +242,7 @@ class InventoryService:
             existing = await self._reservation(reservation_id)
             if existing is not None:
                 return existing
-            short = []
+            short: list[dict[str, Any]] = []
             for line in sorted(lines, key=lambda line: line.listing_id):
                 available = await self.db.fetch_value(
                     "SELECT available FROM stock WHERE listing_id = ?", (line.listing_id,)

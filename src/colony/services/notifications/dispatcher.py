@@ -61,7 +61,7 @@ def backoff(failures: int, base: float, cap: float, rng: random.Random | None = 
     """Seconds before the next try after ``failures`` in a row: doubling from ``base`` up to
     ``cap``, of which a random half ("equal jitter"), so receivers that failed together are not
     retried in lockstep, yet the wait still grows."""
-    ceiling = min(cap, base * 2 ** max(failures - 1, 0))
+    ceiling = min(cap, base * 2.0 ** max(failures - 1, 0))
     return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
 
 
@@ -139,7 +139,7 @@ class Dispatcher:
     async def _until_next_due(self, full: bool) -> float:
         if full:
             return self.poll_seconds  # a finishing send wakes the loop
-        due = await self.db.fetch_value(
+        due: float | None = await self.db.fetch_value(
             "SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending'"
         )
         if due is None:

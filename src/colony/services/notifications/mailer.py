@@ -21,7 +21,9 @@ def compose(
     message = MIMEText(text, "plain", "utf-8")
     message["From"] = sender
     message["To"] = formataddr((name, address))
-    message["Subject"] = Header(subject, "utf-8")
+    # compat32 takes a Header for a non-ASCII value and folds it when the message is
+    # written; typeshed types MIMEText's header values as str only.
+    message["Subject"] = Header(subject, "utf-8")  # type: ignore[assignment]
     message["Date"] = formatdate(usegmt=True)
     # Derived from the delivery, so a message sent twice (at-least-once) carries one
     # Message-ID, and a mail system that deduplicates on it shows it once.

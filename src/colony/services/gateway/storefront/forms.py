@@ -52,7 +52,10 @@ class FormInvalid(Exception):
     def from_service(cls, exc: ColonyError, fields: Mapping[str, str]) -> FormInvalid:
         """A service's refusal, shown next to the field it names when the form has it."""
         field = exc.extensions.get("field")
-        return cls({field if field in fields else GENERAL: exc.detail}, exc.status)
+        return cls(
+            {field if isinstance(field, str) and field in fields else GENERAL: exc.detail},
+            exc.status,
+        )
 
 
 async def read_form(request: Request) -> dict[str, str]:
