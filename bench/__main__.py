@@ -31,6 +31,7 @@ RSS_BAR_MB = 300
 CHECKOUT_BAR_OPS = 300
 CHECKOUT_BAR_P99_MS = 100
 DISTRIBUTED_CHECKOUT_BAR_OPS = 100
+BASELINE_BAR = 1.10  # a change may cost checkout at most 10 % more CPU than the code before it
 
 
 def wrk(url: str, seconds: int, connections: int, script: Path | None = None) -> dict:
@@ -153,6 +154,13 @@ def main() -> None:
     parser.add_argument(
         "--no-profile", action="store_true", help="skip py-spy on the checkout throughput run"
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="the src/ folder of another checkout (e.g. the commit before a change): checkout"
+        " runs alternate between it and this code, in both topologies, and report the ratio",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="alternations with --baseline")
     args = parser.parse_args()
     if args.only in ("all", "browse") and shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: install it from the OS packages (apt-get install wrk).")
@@ -175,6 +183,10 @@ def main() -> None:
             stdout=subprocess.DEVNULL,
         )
 
+        if args.baseline is not None:
+            results["baseline"] = compare(data_dir, args)
+            report(results)
+            return
         if args.only in ("all", "checkout", "distributed"):
             # Each topology starts from the seeded data alone: not, say, behind the courier
             # moving the first run's thousands of parcels.
@@ -229,7 +241,57 @@ def main() -> None:
     report(results)
 
 
-def checkout_run(data_dir: Path, args: argparse.Namespace, distributed: bool = False) -> dict:
+def compare(data_dir: Path, args: argparse.Namespace) -> dict:
+    """Checkout CPU per 1,000 orders, this code against ``args.baseline``, in both topologies:
+    the two alternate round by round on the same seeded data, so a noisy moment of a shared
+    machine falls on both rather than on one."""
+    baseline = str(args.baseline.resolve())
+    runs: dict[str, list[dict]] = {}
+    for round_ in range(args.rounds):
+        for distributed in (False, True):
+            for code, env in (("baseline", {"PYTHONPATH": baseline}), ("current", {})):
+                key = f"{code}{'_distributed' if distributed else ''}"
+                copy = fresh_copy(data_dir, f"{key}-{round_}")
+                measured = checkout_run(copy, args, distributed, **env)
+                runs.setdefault(key, []).append(measured)
+    summary: dict = {"baseline_src": baseline, "rounds": args.rounds}
+    for topology in ("", "_distributed"):
+        cpu = {
+            code: statistics.median(
+                r["throughput"]["cpu_s_per_1000_orders"] for r in runs[f"{code}{topology}"]
+            )
+            for code in ("baseline", "current")
+        }
+        rate = {
+            code: statistics.median(
+                r["throughput"]["completed_per_s"] for r in runs[f"{code}{topology}"]
+            )
+            for code in ("baseline", "current")
+        }
+        name = "one_process" if not topology else "one_process_per_service"
+        summary[name] = {
+            "cpu_s_per_1000_orders": cpu,
+            "cpu_ratio_current_to_baseline": round(cpu["current"] / cpu["baseline"], 3),
+            "completed_orders_per_s": rate,
+            "runs_cpu": {
+                code: [r["throughput"]["cpu_s_per_1000_orders"] for r in runs[f"{code}{topology}"]]
+                for code in ("baseline", "current")
+            },
+            "runs_cpu_without_third_parties": {
+                code: [
+                    r["throughput"]["cpu_s_per_1000_orders_without_third_parties"]
+                    for r in runs[f"{code}{topology}"]
+                ]
+                for code in ("baseline", "current")
+            },
+        }
+        print(f"{name}: {summary[name]}", flush=True)
+    return summary
+
+
+def checkout_run(
+    data_dir: Path, args: argparse.Namespace, distributed: bool = False, **env: str
+) -> dict:
     """The checkout workload against ``colony up`` (one process, or ``--distributed``: one
     process per service), the provider beside it.
 
@@ -250,9 +312,10 @@ def checkout_run(data_dir: Path, args: argparse.Namespace, distributed: bool = F
         COLONY_PAYMENT_PROVIDER_URL=f"http://127.0.0.1:{free_port()}",
         COLONY_SMTP_PORT=str(free_port()),
         COLONY_MAIL_SINK_HTTP_PORT=str(free_port()),
+        **env,
     )
     profiler = None
-    if not distributed and not args.no_profile and (BIN / "py-spy").exists():
+    if not distributed and not args.no_profile and not env and (BIN / "py-spy").exists():
         out = HERE / "results"
         out.mkdir(exist_ok=True)
         profiler = checkout.Profiler(process.pid, out / "checkout-profile.txt")
@@ -348,6 +411,18 @@ def report(results: dict) -> None:
         ]
     if "browse" in results:
         rows += _browse_rows(results)
+    for name in ("one_process", "one_process_per_service"):
+        if name in results.get("baseline", {}):
+            compared = results["baseline"][name]
+            cpu = compared["cpu_s_per_1000_orders"]
+            rows.append(
+                (
+                    f"checkout CPU/1,000 orders vs baseline, {name.replace('_', ' ')}",
+                    f"{cpu['current']} s against {cpu['baseline']} s",
+                    f"ratio {compared['cpu_ratio_current_to_baseline']} (<= {BASELINE_BAR})",
+                    compared["cpu_ratio_current_to_baseline"] <= BASELINE_BAR,
+                )
+            )
     _print(rows, results)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 from openapi_spec_validator import validate
 
 from colony.composition import SERVICE_NAMES
@@ -40,3 +41,17 @@ async def test_liveness_and_readiness(client):
 async def test_jwks_is_published(client):
     keys = (await client.get("/.well-known/jwks.json")).json()["keys"]
     assert keys and all(k["kty"] == "OKP" and k["crv"] == "Ed25519" and "d" not in k for k in keys)
+
+
+async def test_the_gateway_shows_its_dependencies_to_this_machine_alone(client, marketplace):
+    await client.get("/api/v1/categories")
+    shown = await client.get("/admin/dependencies")
+    assert shown.status_code == 200
+    names = {dependency["name"] for dependency in shown.json()}
+    if marketplace.runtime.topology.placement("catalog").binding == "http":
+        assert "catalog" in names  # each with its breakers' state
+        catalog = next(d for d in shown.json() if d["name"] == "catalog")
+        assert catalog["state"] == "closed" and catalog["calls"] >= 1
+    elsewhere = httpx.ASGITransport(app=marketplace.app, client=("203.0.113.7", 40000))
+    async with httpx.AsyncClient(transport=elsewhere, base_url="http://colony.test") as outside:
+        assert (await outside.get("/admin/dependencies")).status_code == 404

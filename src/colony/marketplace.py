@@ -79,6 +79,7 @@ async def running_marketplace(
             notifications=runtime.client(NotificationsApi),
             recommendations=runtime.client(RecommendationsApi),
             health=lambda: _health(runtime),
+            dependencies=runtime.resilience.snapshot,
         )
         auth = Authenticator(backends.identity)
         await auth.refresh()

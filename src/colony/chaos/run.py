@@ -128,6 +128,8 @@ class ChaosReport(msgspec.Struct, frozen=True, kw_only=True):
     verify_during: list[bool]
     """Each ``colony verify`` run while the fault was on: passed or not."""
     false_alarms: int
+    breakers_opened: dict[str, list[str]]
+    """Seen open (or half-open) while the fault was on, by process: its dependencies'."""
     checks: list[Check]
     load: LoadReport
 
@@ -169,6 +171,7 @@ async def run_chaos(
     load = asyncio.create_task(run_load(load_config, on_progress))
     timing: dict[str, float] = {}
     during: list[bool] = []
+    opened: dict[str, set[str]] = {}
 
     async def inject_and_heal() -> None:
         waiting = asyncio.create_task(began.wait())
@@ -177,6 +180,7 @@ async def run_chaos(
             await load  # it failed to start: raise why
         await asyncio.sleep(config.fault_at)
         timing["injected"] = time.monotonic() - started
+        watching = asyncio.create_task(_watch_breakers(topology, opened))
         checking = None
         for index, fault in enumerate(phases):
             say(f"injecting {fault.description}")
@@ -193,6 +197,7 @@ async def run_chaos(
                     timing["heal_began"] = time.monotonic() - started
                     timing["heal_wall"] = time.time()
         timing["healed"] = time.monotonic() - started
+        watching.cancel()
         if checking is not None:
             result = await checking
             # 3: it could not read a database (the fault may be that): no verdict.
@@ -263,9 +268,30 @@ async def run_chaos(
         verify_output=final.stdout[-4000:] + final.stderr[-2000:],
         verify_during=during,
         false_alarms=false_alarms,
+        breakers_opened={name: sorted(deps) for name, deps in sorted(opened.items())},
         checks=checks,
         load=report,
     )
+
+
+async def _watch_breakers(topology: RunningTopology, opened: dict[str, set[str]]) -> None:
+    """Every half second, each process's dependencies (``/admin/dependencies``): which
+    breakers the fault opened, as evidence that they did."""
+    async with httpx.AsyncClient(timeout=0.5) as client:
+        while True:
+            topology.refresh()
+            for name, process in topology.processes.items():
+                if not process.url.startswith("http") or process.pid is None:
+                    continue
+                try:
+                    response = await client.get(process.url + "/admin/dependencies")
+                    dependencies = response.json() if response.status_code == 200 else []
+                except (httpx.HTTPError, ValueError):
+                    continue  # down or paused: the fault may be that
+                for dependency in dependencies:
+                    if dependency["state"] != "closed":
+                        opened.setdefault(name, set()).add(dependency["name"])
+            await asyncio.sleep(0.5)
 
 
 async def _provider_requests(url: str) -> int | None:

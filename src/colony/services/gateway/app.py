@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import msgspec
@@ -15,6 +16,7 @@ from starlette.types import ASGIApp
 
 from colony.platform import faults
 from colony.platform.config import Settings
+from colony.platform.errors import NotFound
 from colony.platform.web.access_log import AccessLog
 from colony.platform.web.api import openapi_document
 from colony.platform.web.deadline import RequestDeadline
@@ -85,6 +87,12 @@ def create_app(backends: Backends, settings: Settings, auth: Authenticator) -> A
             msgspec.json.encode(await backends.identity.jwks()), media_type="application/json"
         )
 
+    async def dependencies(request: Request) -> Response:
+        # The public edge shows its internals to operators on this machine alone.
+        if not _from_this_machine(request):
+            raise NotFound(f"No resource at {request.url.path}")
+        return Response(msgspec.json.encode(backends.dependencies()), media_type="application/json")
+
     routes: list[BaseRoute] = [
         *api.routes(),
         Route("/api/openapi.json", openapi_json),
@@ -93,6 +101,7 @@ def create_app(backends: Backends, settings: Settings, auth: Authenticator) -> A
         Route("/.well-known/jwks.json", jwks),
         Route("/health/live", live),
         Route("/health/ready", ready),
+        Route("/admin/dependencies", dependencies),
         *(faults.admin_routes() if settings.fault_injection else []),
         Mount(
             "/static",
@@ -110,3 +119,11 @@ def create_app(backends: Backends, settings: Settings, auth: Authenticator) -> A
     )
     limited = protect(bounded, settings, auth)
     return AccessLog(limited) if settings.access_log else limited
+
+
+def _from_this_machine(request: Request) -> bool:
+    host = request.client.host if request.client else ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

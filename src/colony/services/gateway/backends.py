@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from colony.services.cart.api import CartApi
 from colony.services.catalog.api import CatalogApi
@@ -28,3 +29,5 @@ class Backends:
     notifications: NotificationsApi
     recommendations: RecommendationsApi
     health: Callable[[], Awaitable[dict[str, bool]]]
+    dependencies: Callable[[], list[dict[str, Any]]] = list
+    """The state of the gateway's calls to each service: breakers, budgets, bulkheads."""
