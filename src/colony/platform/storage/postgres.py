@@ -414,16 +414,36 @@ class PostgresDatabase:
                 return await getattr(tx.conn, method)(statement.text, *args)
         assert self._pool is not None, "database not open"
         # Outside a transaction: a pooled connection in autocommit, committed data only. A
-        # read is repeated on a fresh connection when its connection was lost.
+        # read is repeated on a fresh connection when its connection was lost, which asyncpg
+        # may report as an interface or internal error of a protocol torn down under it
+        # ("cannot switch to state 11; another operation is in progress"): a read repeats
+        # nothing, so any of those is worth a fresh connection.
         for pause in (*_RECONNECT_PAUSES, None):
+            conn: asyncpg.Connection | None = None
             try:
-                return await getattr(self._pool, method)(statement.text, *args)
-            except _CONNECTION_LOST as exc:
+                conn = await self._pool.acquire()
+                result = await getattr(conn, method)(statement.text, *args)
+            except (*_CONNECTION_LOST, asyncpg.InterfaceError, asyncpg.InternalClientError) as exc:
+                if conn is None:
+                    lost = True  # no connection to be had
+                else:
+                    lost = not isinstance(exc, asyncpg.InterfaceError) or _closed(conn)
+                    _discard(conn)
+                    await self._release(conn)
+                if not lost:
+                    raise
                 if pause is None:
                     raise ServiceUnavailable(
                         f"The {self.name} database cannot be reached: {exc}"
                     ) from exc
                 await asyncio.sleep(pause)
+                continue
+            except BaseException:
+                if conn is not None:
+                    await self._release(conn)
+                raise
+            await self._release(conn)
+            return result
         raise AssertionError("unreachable")
 
     async def run_script(self, script: str) -> None:
