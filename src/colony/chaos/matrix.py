@@ -26,6 +26,7 @@ FAULTS: tuple[str, ...] = (
     "kill:payments",
     "kill:orders-1",
     "pause:orders-1",
+    "pause:inventory-1",
     "kill:recommendations",
     "kill:notifications",
     "latency:orders->payments:300ms",
@@ -47,6 +48,8 @@ class MatrixRow(msgspec.Struct, frozen=True, kw_only=True):
     ok: bool
     failed_checks: list[str]
     acknowledged: int
+    checkouts_failed: int
+    """Checkouts answered with a failure or not answered (unknown): a buyer who could not buy."""
     cancelled: int
     cancelled_by_machinery: int
     throughput_before: float
@@ -86,6 +89,7 @@ def row(report: ChaosReport) -> MatrixRow:
         ok=report.ok,
         failed_checks=[c.name for c in report.checks if not c.ok],
         acknowledged=report.orders.acknowledged,
+        checkouts_failed=_failed_checkouts(report),
         cancelled=report.orders.cancelled,
         cancelled_by_machinery=sum(reasons.get(r, 0) for r in MACHINERY_REASONS),
         throughput_before=report.throughput.before,
@@ -95,6 +99,11 @@ def row(report: ChaosReport) -> MatrixRow:
         provider_requests_per_order=report.provider_requests_per_order,
         last_ended_after_heal_s=report.orders.last_ended_after_heal_s,
     )
+
+
+def _failed_checkouts(report: ChaosReport) -> int:
+    checkout = report.load.kinds.get("checkout")
+    return 0 if checkout is None else checkout.failed + checkout.unknown
 
 
 async def _quiet(deployment: Deployment, within: float = 60.0) -> None:

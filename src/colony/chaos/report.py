@@ -65,6 +65,10 @@ def render(report: ChaosReport) -> str:
         ),
         ("unknown outcomes", str(o.unknown_outcomes)),
         ("provider requests per order", _maybe(report.provider_requests_per_order, "")),
+        (
+            "breakers seen open during the fault",
+            "; ".join(f"{p}: {', '.join(d)}" for p, d in report.breakers_opened.items()) or "none",
+        ),
         ("cancel reasons", "; ".join(f"{n} x {r}" for r, n in o.cancel_reasons.items()) or "none"),
     ]
     fact_rows = "".join(
