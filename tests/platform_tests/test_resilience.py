@@ -434,3 +434,18 @@ def test_overrides_for_every_dependency_then_its_kind_then_itself() -> None:
     assert (resilience.policy("catalog").attempts, resilience.policy("catalog").timeout) == (2, 2)
     assert resilience.policy("webhooks:b").timeout == 4.0
     assert resilience.policy("webhooks:a").attempts == 1
+
+
+async def test_no_retry_once_the_deadline_has_passed() -> None:
+    dependency = _dependency(attempts=3)
+    sent = 0
+
+    async def slow(endpoint: str, seconds: float) -> str:
+        nonlocal sent
+        sent += 1
+        await asyncio.sleep(seconds)  # uses all the time it was given
+        return endpoint
+
+    with deadline.deadline(0.05), pytest.raises(TimeoutError):
+        await dependency.call(slow, repeatable=True)
+    assert sent == 1 and dependency.budget.refused == 0 and dependency.retries == 0

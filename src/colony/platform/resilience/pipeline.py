@@ -36,7 +36,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from colony.platform import faults
-from colony.platform.errors import CircuitOpen, ColonyError, ServiceUnavailable
+from colony.platform.errors import (
+    CircuitOpen,
+    ColonyError,
+    DeadlineExceeded,
+    ServiceUnavailable,
+)
 from colony.platform.logging import get_logger
 from colony.platform.resilience import deadline
 from colony.platform.resilience.backoff import full_jitter
@@ -210,7 +215,9 @@ class Dependency:
             try:
                 result = await self._attempt(send, policy, failed)
             except ColonyError as exc:
-                if exc.status < 500 or isinstance(exc, CircuitOpen):
+                # An answer, a breaker holding calls back, or no time left: none is helped
+                # by another try here.
+                if exc.status < 500 or isinstance(exc, CircuitOpen | DeadlineExceeded):
                     raise
                 error: BaseException = exc
             except (TimeoutError, ConnectionError) as exc:
@@ -220,18 +227,18 @@ class Dependency:
                     return result
                 error = _FailedResult(result)
             self.failures += 1
-            if not (may_retry and attempt < policy.attempts and self.budget.try_spend()):
+            pause = full_jitter(attempt, policy.backoff_base, policy.backoff_cap)
+            left = deadline.remaining()
+            in_time = left is None or left > pause
+            # The budget last: a retry that will not be made must not spend it.
+            if not (
+                may_retry and attempt < policy.attempts and in_time and self.budget.try_spend()
+            ):
                 if isinstance(error, _FailedResult):
                     return error.result  # type: ignore[no-any-return]
                 raise error
             attempt += 1
             self.retries += 1
-            pause = full_jitter(attempt - 1, policy.backoff_base, policy.backoff_cap)
-            left = deadline.remaining()
-            if left is not None and left <= pause:
-                if isinstance(error, _FailedResult):
-                    return error.result  # type: ignore[no-any-return]
-                raise error
             await asyncio.sleep(pause)
 
     async def _attempt(
