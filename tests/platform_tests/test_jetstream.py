@@ -12,10 +12,12 @@ import nats
 import pytest
 
 from colony.platform.clock import utc_now_iso
+from colony.platform.errors import CircuitOpen
 from colony.platform.messaging import Consumer, Event, Outbox, OutboxRelay
 from colony.platform.messaging.consumer import RetryPolicy, list_dead_letters
 from colony.platform.messaging.jetstream import JetStreamBroker, JetStreamPolicy
 from colony.platform.messaging.message import Message
+from colony.platform.resilience import CallPolicy, Resilience
 from colony.platform.storage.migrations import PLATFORM_MIGRATIONS, migrate
 from colony.platform.storage.sqlite import SqliteDatabase
 from nats_support import require_nats
@@ -162,4 +164,41 @@ async def test_a_message_that_keeps_dying_with_its_consumer_is_dead_lettered(tmp
         assert await sink.fetch_value("SELECT count(*) FROM received") == 0
     finally:
         await survivor.stop()
+        await publisher.stop()
+
+
+async def test_publishes_go_through_the_brokers_breaker(policy):
+    url = require_nats()
+    resilience = Resilience(
+        {"nats": CallPolicy(timeout=2.0, attempts=1)},
+        {
+            "nats": {
+                "breaker.consecutive_failures": 2,
+                "breaker.open_seconds": 30.0,
+                "breaker.max_open_seconds": 30.0,
+            }
+        },
+    )
+    publisher = JetStreamBroker(url, "publisher", policy, resilience=resilience)
+    await publisher.start()
+    message = Message(
+        id=uuid.uuid4().hex,
+        topic=Parcel.topic,
+        key="1",
+        payload=msgspec.Raw(msgspec.json.encode(Parcel(number=1))),
+        created_at=utc_now_iso(),
+        source="shop",
+    )
+    try:
+        await publisher.publish([message])
+        dependency = resilience.dependencies["nats"]
+        assert (dependency.calls, dependency.failures, dependency.state) == (1, 0, "closed")
+        await publisher._nc.close()  # the connection gone, as with the server down
+        for _ in range(2):
+            with pytest.raises(ConnectionError):
+                await publisher.publish([message])
+        assert dependency.state == "open"
+        with pytest.raises(CircuitOpen):  # held back at once, the relay tries again later
+            await publisher.publish([message])
+    finally:
         await publisher.stop()

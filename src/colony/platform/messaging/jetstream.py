@@ -44,6 +44,10 @@ from nats.js import api
 from colony.platform.logging import get_logger
 from colony.platform.messaging.consumer import Consumer, record_dead_letter
 from colony.platform.messaging.message import Message, decode_message, encode_message
+from colony.platform.resilience import Resilience
+
+NATS = "nats"
+"""The broker as a dependency, under the resilience policies' name."""
 
 _log = get_logger("jetstream")
 
@@ -63,10 +67,20 @@ class JetStreamPolicy:
 
 
 class JetStreamBroker:
-    def __init__(self, url: str, client_name: str, policy: JetStreamPolicy | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        client_name: str,
+        policy: JetStreamPolicy | None = None,
+        resilience: Resilience | None = None,
+    ) -> None:
+        """With ``resilience``, publishes go through its ``nats`` dependency: a breaker that
+        fails them at once while the server is down (the relay tries again later, durably),
+        a bulkhead and the publish timeout as its deadline."""
         self.url = url
         self.client_name = client_name
         self.policy = policy or JetStreamPolicy()
+        self._dependency = resilience.dependency(NATS, [url]) if resilience else None
         self._consumers: list[Consumer] = []
         self._nc: Any = None
         self._js: Any = None
@@ -139,6 +153,25 @@ class JetStreamBroker:
         and the relay publishes the batch again: the message ids make that harmless)."""
         if self._js is None:
             raise RuntimeError("the JetStream broker is not started")
+        if self._dependency is None:
+            await self._publish(messages, self.policy.publish_timeout_seconds)
+            return
+        # Repeatable: the message ids make a batch published twice one stored batch.
+        await self._dependency.call(
+            lambda _server, seconds: self._publish(messages, seconds), repeatable=True
+        )
+
+    async def _publish(self, messages: Sequence[Message], seconds: float) -> None:
+        assert self._js is not None
+        try:
+            await self._publish_pipelined(messages, seconds)
+        except nats.errors.TimeoutError as exc:
+            raise TimeoutError(f"NATS stored no answer within {seconds:g} s") from exc
+        except nats.errors.Error as exc:
+            raise ConnectionError(f"NATS: {exc!r}") from exc
+
+    async def _publish_pipelined(self, messages: Sequence[Message], seconds: float) -> None:
+        assert self._js is not None
         acks = []
         for message in messages:
             acks.append(
@@ -146,10 +179,10 @@ class JetStreamBroker:
                     self.subject(message.topic),
                     encode_message(message),
                     headers={"Nats-Msg-Id": message.id},
-                    wait_stall=self.policy.publish_timeout_seconds,
+                    wait_stall=seconds,
                 )
             )
-        async with asyncio.timeout(self.policy.publish_timeout_seconds):
+        async with asyncio.timeout(seconds):
             await asyncio.gather(*acks)
 
     async def _ensure_stream(self) -> None:

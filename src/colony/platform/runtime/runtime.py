@@ -84,7 +84,9 @@ class Runtime:
         if background and self._given_broker is None and self.settings.nats_url:
             # Only a runtime that runs in the background takes messages from the broker: a
             # command driving the services directly delivers what it causes in-process.
-            self.broker = JetStreamBroker(self.settings.nats_url, self.settings.instance)
+            self.broker = JetStreamBroker(
+                self.settings.nats_url, self.settings.instance, resilience=self.resilience
+            )
         for name in self.local_names():
             await self._start_service(self.definitions[name])
         await self.broker.start()
@@ -255,6 +257,8 @@ def _resilience(settings: Settings) -> Resilience:
                 bulkhead=BulkheadPolicy(limit=64, queue=1024),
             ),
             "smtp": CallPolicy(timeout=5.0, attempts=1, bulkhead=third_party),
+            # The outbox relay is the layer that publishes again (durably, with backoff).
+            "nats": CallPolicy(timeout=10.0, attempts=1),
             "webhooks": CallPolicy(timeout=5.0, attempts=1, bulkhead=third_party),
         },
         settings.resilience,
