@@ -53,10 +53,12 @@ async def test_the_deadline_travels_with_the_call_and_an_expired_one_is_refused(
     factory = HttpClientFactory()
     try:
         client = factory.client(Clock, [server.url])
-        assert await client.budget() == -1.0  # no deadline, none invented
+        # Without a deadline the callee still gets the attempt's time (2.5 s by default),
+        # less what its answer needs to come back: no call is unbounded.
+        assert 2.0 < await client.budget() <= 2.25
         with deadline.deadline(1.5):
             left = await client.budget()
-        assert 1.0 < left <= 1.5
+        assert 1.0 < left <= 1.5 - 0.15
         async with httpx.AsyncClient() as raw:
             late = await raw.post(
                 server.url + "/rpc/budget", content=b"{}", headers={deadline.DEADLINE_HEADER: "0"}
@@ -145,3 +147,45 @@ async def test_a_connection_that_keeps_failing_reaches_the_caller_as_a_503() -> 
         await factory.close()
         await server.stop()
     assert fault.id
+
+
+class Front(Protocol):
+    service_name: ClassVar[str] = "front"
+
+    async def look(self) -> str: ...
+
+
+async def test_a_callee_that_falls_back_answers_before_its_caller_stops_waiting() -> None:
+    """The caller gives an attempt 1 s; its callee asks a frozen service, whose own policy
+    would wait 2.5 s. The budget that travels makes the callee give up first and answer
+    with its fallback, instead of the caller timing out on an answer that was coming."""
+    paused = asyncio.Event()
+
+    async def frozen(request: Request) -> Response:
+        await paused.wait()
+        return Response()
+
+    back = await serve(Starlette(routes=[Route("/{path:path}", frozen, methods=["POST"])]))
+    inner = HttpClientFactory()  # the callee's own clients: 2.5 s an attempt
+    back_client = inner.client(Clock, [back.url], "back")
+
+    class FrontService:
+        async def look(self) -> str:
+            try:
+                return await back_client.whoami()
+            except ServiceUnavailable:
+                return "fallback"
+
+    front = await serve(rpc_app(Front, FrontService()))
+    outer = HttpClientFactory(Resilience(overrides={"front": {"timeout": 1.0, "attempts": 1}}))
+    try:
+        client = outer.client(Front, [front.url], "front")
+        began = time.monotonic()
+        assert await client.look() == "fallback"
+        assert time.monotonic() - began < 1.0
+    finally:
+        paused.set()
+        await outer.close()
+        await inner.close()
+        await front.stop()
+        await back.stop()

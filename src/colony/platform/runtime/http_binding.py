@@ -40,6 +40,7 @@ CORRELATION_HEADER = "x-correlation-id"
 IDEMPOTENCY_KEY_HEADER = "x-idempotency-key"
 IDEMPOTENCY_FINGERPRINT_HEADER = "x-idempotency-fingerprint"
 _problem_decoder = msgspec.json.Decoder(dict[str, Any])
+_ANSWER_RESERVE_SECONDS = 0.25
 
 
 def rpc_app(
@@ -193,8 +194,11 @@ def _remote_method(factory: HttpClientFactory, spec: MethodSpec, dependency: Dep
             headers[ATTEMPT_HEADER] = str(attempt)
 
         async def send(base_url: str, seconds: float) -> bytes:
-            if budget := deadline.header_value():
-                headers[deadline.DEADLINE_HEADER] = budget
+            # The callee gets this attempt's time (already cut to the caller's deadline), less
+            # a little for its answer to travel back: its own calls give up, and its fallbacks
+            # answer, before this caller stops waiting.
+            budget = seconds - min(_ANSWER_RESERVE_SECONDS, seconds / 10)
+            headers[deadline.DEADLINE_HEADER] = str(max(1, int(budget * 1000)))
             try:
                 async with factory.session().post(
                     base_url + path,
