@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import socket
+from pathlib import Path
 
 from granian.constants import Interfaces
 from granian.server.embed import Server
@@ -89,6 +91,33 @@ def ensure_port_free(host: str, port: int) -> None:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
+    """A port nothing listens on, for a server to take soon after. Chosen below the range the
+    kernel hands to outgoing connections: a port from that range (what binding port 0 gives)
+    may meanwhile become the local end of some client's connection, and the server's bind
+    then fails with "address already in use" (seen with thousands of connections under load)."""
+    low, _ = _ephemeral_range()
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 22000), low)
+        if port in _handed_out:  # not yet taken, perhaps, but promised to another server
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    with socket.socket() as sock:  # a crowded machine: any port the kernel gives
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+_handed_out: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default; other systems differ, and the bind checks
