@@ -19,6 +19,10 @@ import aiohttp
 
 from colony.platform.resilience import NotSent, Resilience
 
+UNTIMED = aiohttp.ClientTimeout(total=None)
+"""For a request inside the pipeline, which already runs each attempt under a timer of its
+own: a second one in aiohttp would cost another timer per call (~4 µs), for nothing."""
+
 
 @dataclass(frozen=True, slots=True)
 class HttpResponse:
@@ -74,7 +78,7 @@ class HttpClient:
                     headers=headers,
                     params=params,
                     allow_redirects=False,
-                    timeout=aiohttp.ClientTimeout(total=seconds),
+                    timeout=UNTIMED,
                 ) as response:
                     return HttpResponse(response.status, await response.read(), response.headers)
             except aiohttp.ClientConnectorError as exc:

@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute, Route
 
 from colony.platform import context
 from colony.platform.errors import ColonyError, InvalidInput, NotFound, ServiceUnavailable
+from colony.platform.http_client import UNTIMED
 from colony.platform.resilience import (
     ATTEMPT_HEADER,
     Dependency,
@@ -204,7 +205,7 @@ def _remote_method(factory: HttpClientFactory, spec: MethodSpec, dependency: Dep
                     base_url + path,
                     data=body,
                     headers=headers,
-                    timeout=aiohttp.ClientTimeout(total=seconds),
+                    timeout=UNTIMED,
                 ) as response:
                     payload = await response.read()
                     status = response.status
