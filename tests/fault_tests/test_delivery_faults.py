@@ -6,32 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import ClassVar
 
 import pytest
 
 from colony.platform import faults
 from colony.platform.faults import Duplicate, Reorder, SlowConsumer
-from colony.platform.messaging import Consumer, Event, InProcessBroker, Outbox, OutboxRelay
+from colony.platform.messaging import Consumer, InProcessBroker, Outbox, OutboxRelay
 from colony.platform.messaging.consumer import RetryPolicy
-from colony.platform.storage.migrations import PLATFORM_MIGRATIONS, migrate
 from colony.platform.storage.sqlite import SqliteDatabase
-
-
-class Deposited(Event, frozen=True, kw_only=True):
-    topic: ClassVar[str] = "test.deposited"
-    account: str
-    amount: int
-
-
-async def open_db(path, name: str) -> SqliteDatabase:
-    db = SqliteDatabase(name, str(path / f"{name}.db"))
-    await db.open()
-    await migrate(db, "platform", PLATFORM_MIGRATIONS)
-    await db.run_script(
-        "CREATE TABLE IF NOT EXISTS balances (account TEXT PRIMARY KEY, amount INTEGER NOT NULL);"
-    )
-    return db
+from messaging_support import Deposited, open_db
 
 
 class Ledger:
