@@ -235,13 +235,13 @@ async def run(
             "completed_per_s": round(completed / span, 1),
             "post_p50_ms": round(statistics.median(s for s, _ in posted) * 1000, 1),
             "post_p99_ms": round(_percentile([s for s, _ in posted], 99) * 1000, 1),
-            "cpu_s_per_1000_orders": round(cpu / len(ids) * 1000, 1) if cpu else None,
+            "cpu_s_per_1000_orders": round(cpu / len(ids) * 1000, 2) if cpu else None,
             "cpu_s_per_1000_orders_without_third_parties": (
                 round(
                     sum(v for k, v in cpu_by_program.items() if k not in THIRD_PARTIES)
                     / len(ids)
                     * 1000,
-                    1,
+                    2,
                 )
                 if cpu_by_program
                 else None

@@ -24,6 +24,7 @@ from colony.platform.resilience import (
     NotSent,
     Resilience,
     RetryBudget,
+    attempt_number,
     deadline,
     retried_above,
 )
@@ -229,6 +230,33 @@ def test_an_expired_deadline_refuses_work() -> None:
         assert raised.value.status == 504
         with pytest.raises(DeadlineExceeded):
             deadline.bounded(1.0)
+
+
+async def test_async_with_a_deadline_also_stops_the_block_at_the_sooner_one() -> None:
+    with deadline.deadline(0.05):
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(TimeoutError):
+            async with deadline.deadline(5.0):  # the outer deadline is the sooner
+                await asyncio.sleep(5.0)
+        assert asyncio.get_running_loop().time() - started < 1.0
+        assert deadline.remaining() is not None  # the outer one is back in place
+    assert deadline.remaining() is None
+    async with deadline.deadline(5.0):
+        await asyncio.sleep(0)  # done in time: nothing raised
+    with deadline.deadline(5.0):
+        await asyncio.sleep(0.01)  # ``with`` alone only carries it: nothing is timed
+    async with deadline.deadline(None):
+        assert deadline.remaining() is None
+
+
+def test_retried_above_marks_attempts_and_restores_them() -> None:
+    assert attempt_number() == 1
+    with retried_above(3):
+        assert attempt_number() == 3
+        with retried_above(0):
+            assert attempt_number() == 1
+        assert attempt_number() == 3
+    assert attempt_number() == 1
 
 
 def test_deadline_header_round_trip() -> None:

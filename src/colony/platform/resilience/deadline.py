@@ -8,10 +8,12 @@ never as a wall-clock instant, so the two processes' clocks never have to agree.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Iterator
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
+from types import TracebackType
 
 from colony.platform.errors import DeadlineExceeded
 
@@ -42,20 +44,60 @@ def check() -> None:
         raise DeadlineExceeded("The request ran out of time.")
 
 
-@contextlib.contextmanager
-def deadline(seconds: float | None) -> Iterator[None]:
-    """Run the block under a deadline ``seconds`` from now, or under the current one if that
-    comes sooner; None leaves the current deadline as it is."""
-    if seconds is None:
-        yield
-        return
-    at = time.monotonic() + seconds
-    current = _deadline.get()
-    token = _deadline.set(at if current is None else min(at, current))
-    try:
-        yield
-    finally:
-        _deadline.reset(token)
+class Deadline:
+    """The block runs under a deadline ``seconds`` from now, or under the current one if that
+    comes sooner; None leaves the current deadline as it is.
+
+    ``with`` carries it to every call made inside (they wait no longer, and send on what is
+    left); ``async with`` also enforces it on the block itself, which is cancelled when it
+    passes and raises :class:`TimeoutError`. One object rather than ``deadline()`` beside an
+    ``asyncio.timeout()``: this runs for every saga step, event and request, and a
+    generator-based context manager costs about a microsecond more each time (measured)."""
+
+    __slots__ = ("_seconds", "_timeout", "_token")
+
+    def __init__(self, seconds: float | None) -> None:
+        self._seconds = seconds
+        self._token: Token[float | None] | None = None
+        self._timeout: asyncio.Timeout | None = None
+
+    def __enter__(self) -> None:
+        seconds = self._seconds
+        if seconds is None:
+            return
+        at = time.monotonic() + seconds
+        current = _deadline.get()
+        self._token = _deadline.set(at if current is None or at < current else current)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            _deadline.reset(self._token)
+            self._token = None
+
+    async def __aenter__(self) -> None:
+        self.__enter__()
+        left = remaining()
+        if left is not None:
+            self._timeout = asyncio.Timeout(asyncio.get_running_loop().time() + left)
+            await self._timeout.__aenter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            if self._timeout is not None:
+                await self._timeout.__aexit__(exc_type, exc, traceback)
+        finally:
+            self._timeout = None
+            self.__exit__()
+
+
+def deadline(seconds: float | None) -> Deadline:
+    """See :class:`Deadline`."""
+    return Deadline(seconds)
 
 
 @contextlib.contextmanager

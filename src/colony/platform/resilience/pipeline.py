@@ -30,8 +30,8 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextvars import ContextVar
+from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -103,17 +103,33 @@ class CallPolicy:
 # --- what layer retries ---------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def retried_above(attempt: int = 1) -> Iterator[None]:
+class RetriedAbove:
     """The layer above retries this work (a saga step, a served call): calls made inside make
-    one attempt each. ``attempt`` > 1 marks the work as a repeat, charged to budgets."""
-    token_r = _may_retry.set(False)
-    token_a = _attempt.set(max(1, attempt))
-    try:
-        yield
-    finally:
-        _attempt.reset(token_a)
-        _may_retry.reset(token_r)
+    one attempt each. ``attempt`` > 1 marks the work as a repeat, charged to budgets.
+
+    A class, not a generator-based context manager: it is entered for every saga step,
+    event and served call, and costs a third as much this way (measured)."""
+
+    __slots__ = ("_attempt", "_tokens")
+
+    def __init__(self, attempt: int = 1) -> None:
+        self._attempt = attempt if attempt > 1 else 1
+        self._tokens: tuple[Token[bool], Token[int]] | None = None
+
+    def __enter__(self) -> None:
+        self._tokens = (_may_retry.set(False), _attempt.set(self._attempt))
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._tokens is not None:
+            may_retry, attempt = self._tokens
+            _attempt.reset(attempt)
+            _may_retry.reset(may_retry)
+            self._tokens = None
+
+
+def retried_above(attempt: int = 1) -> RetriedAbove:
+    """See :class:`RetriedAbove`."""
+    return RetriedAbove(attempt)
 
 
 def attempt_number() -> int:

@@ -355,8 +355,8 @@ class SagaEngine(Generic[S]):
         while True:
             attempt += 1
             try:
-                with retried_above(attempt), deadline.deadline(policy.step_timeout):
-                    async with asyncio.timeout(policy.step_timeout):
+                with retried_above(attempt):
+                    async with deadline.deadline(policy.step_timeout):
                         return await step.action(saga.state)
             except self.definition.transient as exc:
                 patient = time.monotonic() - started < policy.patience
@@ -423,8 +423,8 @@ class SagaEngine(Generic[S]):
         while True:
             attempt += 1
             try:
-                with retried_above(attempt), deadline.deadline(self.policy.step_timeout):
-                    async with asyncio.timeout(self.policy.step_timeout):
+                with retried_above(attempt):
+                    async with deadline.deadline(self.policy.step_timeout):
                         return await work(saga.state)
             except asyncio.CancelledError:
                 raise

@@ -312,10 +312,13 @@ class SqliteDatabase:
             group.committed.cancel()  # no one waits on it
 
     def _conn(self) -> sqlite3.Connection:
-        snapshot = None if self._in_tx() else self._open_snapshot()
-        if snapshot is not None:
-            return snapshot.conn
-        conn = self._writer if self._in_tx() else self._reader
+        # Every statement asks this: the context variables are read once each.
+        tx = self._tx.get()
+        if tx is not None and tx.open:
+            conn = self._writer
+        else:
+            snapshot = self._snapshot.get()
+            conn = snapshot.conn if snapshot is not None and snapshot.open else self._reader
         assert conn is not None, "database not open"
         return conn
 

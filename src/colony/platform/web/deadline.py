@@ -8,7 +8,6 @@ its deadline passes gets a 504 problem rather than a connection that hangs.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -61,9 +60,8 @@ class RequestDeadline:
             await send(message)
 
         try:
-            with deadline.deadline(seconds):
-                async with asyncio.timeout(seconds):
-                    await self.app(scope, receive, tracking_send)
+            async with deadline.deadline(seconds):
+                await self.app(scope, receive, tracking_send)
         except TimeoutError:
             if started:
                 raise
