@@ -90,3 +90,9 @@ SERVICE_NAMES = (
     "notifications",
     "recommendations",
 )
+
+OPERATOR_IDENTITIES = ("verify", "seed", "cli")
+"""The operator's commands that call services (``colony verify``, ``colony seed``, the rest of
+the CLI), each an identity of its own in the services' lists of allowed callers."""
+IDENTITIES = (*SERVICE_NAMES, "gateway", *OPERATOR_IDENTITIES)
+"""Every identity that signs calls, and so has a key in a keys directory."""

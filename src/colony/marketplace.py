@@ -11,6 +11,7 @@ from typing import Any
 from starlette.types import ASGIApp
 
 from colony.composition import service_definitions
+from colony.distributed.plan import GATEWAY
 from colony.platform.config import Settings
 from colony.platform.errors import ColonyError
 from colony.platform.runtime import Runtime, Topology
@@ -65,7 +66,10 @@ async def running_marketplace(
     """Start every service the topology places here, and the gateway (served if ``serve``).
     ``interpose`` wraps every client the runtime hands out, the gateway's included (see
     :class:`Runtime`): where a fault-injection harness stands between callers and callees."""
-    runtime = Runtime(settings, service_definitions(), topology, interpose=interpose)
+    # The runtime's own calls are the gateway's: it calls every service for the people it serves.
+    runtime = Runtime(
+        settings, service_definitions(), topology, interpose=interpose, identity=GATEWAY
+    )
     await runtime.start()
     try:
         backends = Backends(

@@ -48,7 +48,7 @@ class World:
         )
         broker = InProcessBroker()
         broker.subscribe(self.consumer)
-        self.outbox = Outbox(source, "source")
+        self.outbox = Outbox(source, "test")
         self.relay = OutboxRelay(self.outbox, broker)
         self.source = source
         self.deliveries: list[list[int]] = []

@@ -18,15 +18,19 @@ from colony.platform import faults
 from colony.platform.errors import DeadlineExceeded, ServiceUnavailable
 from colony.platform.resilience import Resilience, deadline
 from colony.platform.runtime.http_binding import HttpClientFactory, rpc_app
+from colony.platform.runtime.interface import callers
 from colony.platform.web.deadline import RequestDeadline
 from colony.platform.web.server import HttpServer, free_port
+from trust_support import issuer, verifier
 
 
 class Clock(Protocol):
     service_name: ClassVar[str] = "clock"
 
+    @callers("test", "front")
     async def budget(self) -> float: ...
 
+    @callers("test", "front")
     async def whoami(self) -> str: ...
 
 
@@ -49,10 +53,10 @@ async def serve(app: Starlette) -> HttpServer:
 
 
 async def test_the_deadline_travels_with_the_call_and_an_expired_one_is_refused() -> None:
-    server = await serve(rpc_app(Clock, Replica("one")))
+    server = await serve(rpc_app(Clock, Replica("one"), verifier("clock")))
     factory = HttpClientFactory()
     try:
-        client = factory.client(Clock, [server.url])
+        client = factory.client(Clock, [server.url], issuer("test"))
         # Without a deadline the callee still gets the attempt's time (2.5 s by default),
         # less what its answer needs to come back: no call is unbounded.
         assert 2.0 < await client.budget() <= 2.25
@@ -61,7 +65,12 @@ async def test_the_deadline_travels_with_the_call_and_an_expired_one_is_refused(
         assert 1.0 < left <= 1.5 - 0.15
         async with httpx.AsyncClient() as raw:
             late = await raw.post(
-                server.url + "/rpc/budget", content=b"{}", headers={deadline.DEADLINE_HEADER: "0"}
+                server.url + "/rpc/budget",
+                content=b"{}",
+                headers={
+                    deadline.DEADLINE_HEADER: "0",
+                    "authorization": "Bearer " + issuer("test").token("clock"),
+                },
             )
         assert late.status_code == 504
         assert late.json()["type"].endswith("/deadline-exceeded")
@@ -80,11 +89,11 @@ async def test_a_replica_that_stops_answering_is_ejected_and_no_call_waits_on_it
         return Response()
 
     frozen_app = Starlette(routes=[Route("/{path:path}", frozen, methods=["GET", "POST"])])
-    live = await serve(rpc_app(Clock, Replica("live")))
+    live = await serve(rpc_app(Clock, Replica("live"), verifier("clock")))
     stopped = await serve(frozen_app)
     factory = HttpClientFactory(Resilience(overrides={"clock": {"timeout": 5.0}}))
     try:
-        client = factory.client(Clock, [stopped.url, live.url], "clock")
+        client = factory.client(Clock, [stopped.url, live.url], issuer("test"), "clock")
         dependency = factory.resilience.dependencies["clock"]
         started = time.monotonic()
         for _ in range(100):
@@ -132,11 +141,11 @@ async def test_a_request_past_its_deadline_gets_a_504_and_health_has_none() -> N
 
 
 async def test_a_connection_that_keeps_failing_reaches_the_caller_as_a_503() -> None:
-    server = await serve(rpc_app(Clock, Replica("one")))
+    server = await serve(rpc_app(Clock, Replica("one"), verifier("clock")))
     factory = HttpClientFactory()
     fault = faults.install(faults.Reset(dependency="clock"))
     try:
-        client = factory.client(Clock, [server.url], "clock")
+        client = factory.client(Clock, [server.url], issuer("test"), "clock")
         with pytest.raises(ServiceUnavailable) as raised:
             await client.whoami()  # reset on every attempt: no raw ConnectionResetError
         assert raised.value.status == 503
@@ -152,6 +161,7 @@ async def test_a_connection_that_keeps_failing_reaches_the_caller_as_a_503() -> 
 class Front(Protocol):
     service_name: ClassVar[str] = "front"
 
+    @callers("test")
     async def look(self) -> str: ...
 
 
@@ -167,7 +177,7 @@ async def test_a_callee_that_falls_back_answers_before_its_caller_stops_waiting(
 
     back = await serve(Starlette(routes=[Route("/{path:path}", frozen, methods=["POST"])]))
     inner = HttpClientFactory()  # the callee's own clients: 2.5 s an attempt
-    back_client = inner.client(Clock, [back.url], "back")
+    back_client = inner.client(Clock, [back.url], issuer("front"), "back")
 
     class FrontService:
         async def look(self) -> str:
@@ -176,10 +186,10 @@ async def test_a_callee_that_falls_back_answers_before_its_caller_stops_waiting(
             except ServiceUnavailable:
                 return "fallback"
 
-    front = await serve(rpc_app(Front, FrontService()))
+    front = await serve(rpc_app(Front, FrontService(), verifier("front")))
     outer = HttpClientFactory(Resilience(overrides={"front": {"timeout": 1.0, "attempts": 1}}))
     try:
-        client = outer.client(Front, [front.url], "front")
+        client = outer.client(Front, [front.url], issuer("test"), "front")
         began = time.monotonic()
         assert await client.look() == "fallback"
         assert time.monotonic() - began < 1.0

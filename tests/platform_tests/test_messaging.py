@@ -55,7 +55,7 @@ def wire(source, sink, ledger, attempts: int = 3):
         RetryPolicy(attempts=attempts, wait_initial=0.001, wait_max=0.002),
     )
     broker.subscribe(consumer)
-    outbox = Outbox(source, "source")
+    outbox = Outbox(source, "test")
     return outbox, OutboxRelay(outbox, broker), consumer
 
 
@@ -148,7 +148,7 @@ async def test_events_of_one_consumer_apply_in_outbox_order(world):
 
     broker = InProcessBroker()
     broker.subscribe(Consumer("order", sink, {Deposited: record}))
-    outbox = Outbox(source, "source")
+    outbox = Outbox(source, "test")
     async with source.transaction():
         for n in range(20):
             await outbox.add(Deposited(account="g", amount=n), key="g")
@@ -196,7 +196,7 @@ async def test_a_handler_runs_under_its_own_deadline(world):
     broker = InProcessBroker()
     consumer = Consumer("sink", sink, {Deposited: on_deposited}, RetryPolicy(deadline_seconds=3))
     broker.subscribe(consumer)
-    outbox = Outbox(source, "source")
+    outbox = Outbox(source, "test")
     async with source.transaction():
         await outbox.add(Deposited(account="f", amount=1), key="f")
     await OutboxRelay(outbox, broker).drain()

@@ -11,14 +11,17 @@ from colony.platform.config import Settings
 from colony.platform.errors import ServiceUnavailable
 from colony.platform.runtime import Runtime
 from colony.platform.runtime.http_binding import HttpClientFactory, rpc_app
+from colony.platform.runtime.interface import callers
 from colony.platform.runtime.topology import Placement, Topology
 from colony.platform.web.server import HttpServer, free_port
 from frozen import frozen_port
+from trust_support import issuer, verifier
 
 
 class Echo(Protocol):
     service_name: ClassVar[str] = "echo"
 
+    @callers("test")
     async def whoami(self) -> str: ...
 
 
@@ -31,7 +34,7 @@ class Replica:
 
 
 async def serve(name: str) -> HttpServer:
-    server = HttpServer(rpc_app(Echo, Replica(name)), "127.0.0.1", free_port())
+    server = HttpServer(rpc_app(Echo, Replica(name), verifier("echo")), "127.0.0.1", free_port())
     await server.start()
     return server
 
@@ -41,7 +44,7 @@ async def test_calls_rotate_over_replicas_and_skip_one_that_refuses():
     down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     factory = HttpClientFactory()
     try:
-        client = factory.client(Echo, [first.url, down, second.url])
+        client = factory.client(Echo, [first.url, down, second.url], issuer("test"))
         answers = [await client.whoami() for _ in range(6)]
         assert sorted(set(answers)) == ["first", "second"]
         assert answers.count("first") == answers.count("second") == 3

@@ -37,6 +37,7 @@ from colony.services.delivery.api import (
 from colony.services.delivery.courier import Courier
 from colony.services.delivery.service import DeliveryService
 from colony.services.orders.api import OrderCancelled, OrderCompleted, OrderLine
+from trust_support import AllowedCaller
 from waiting import eventually
 
 MIGRATIONS = Path(inspect.getfile(DeliveryService)).parent / "migrations"
@@ -77,7 +78,7 @@ class World:
 
     @property
     def api(self) -> DeliveryApi:
-        return self.runtime.client(DeliveryApi)
+        return AllowedCaller(self.runtime, DeliveryApi)
 
     async def publish(self, event: Event, message_id: str | None = None) -> None:
         """Hand an event to delivery's consumer as the broker would (never raises)."""

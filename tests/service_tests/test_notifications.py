@@ -36,6 +36,7 @@ from colony.platform.errors import Forbidden, InvalidInput, NotFound
 from colony.platform.ids import new_id
 from colony.platform.messaging import Event, Message
 from colony.platform.messaging.consumer import list_dead_letters
+from colony.platform.messaging.message import owner_of
 from colony.platform.runtime import Runtime, ServiceDefinition, Topology
 from colony.platform.security import Actor
 from colony.platform.web.server import HttpServer, free_port
@@ -46,6 +47,7 @@ from colony.services.notifications.api import SIGNATURE_HEADER, NotificationsApi
 from colony.services.notifications.dispatcher import DeliveryGaveUp, backoff
 from colony.services.notifications.service import NotificationsService
 from colony.services.orders.api import OrderCancelled, OrderCompleted, OrderLine, OrderRefunded
+from trust_support import AllowedCaller
 from waiting import eventually
 
 MIGRATIONS = Path(inspect.getfile(NotificationsService)).parent / "migrations"
@@ -104,7 +106,7 @@ class World:
 
     @property
     def api(self) -> NotificationsApi:
-        return self.runtime.client(NotificationsApi)
+        return AllowedCaller(self.runtime, NotificationsApi)
 
     @property
     def service(self) -> NotificationsService:
@@ -147,7 +149,7 @@ def message_for(event: Event, message_id: str | None = None) -> Message:
         key="test",
         payload=msgspec.Raw(msgspec.json.encode(event)),
         created_at=utc_now_iso(),
-        source="test",
+        source=owner_of(event.topic),
     )
 
 

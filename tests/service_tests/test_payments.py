@@ -36,6 +36,7 @@ from colony.platform.web.server import HttpServer, free_port
 from colony.services.delivery.api import ShipmentStatusChanged
 from colony.services.payments.api import Payment, PaymentsApi
 from colony.services.payments.service import PaymentsService
+from trust_support import AllowedCaller
 
 MIGRATIONS = Path(colony.services.payments.__file__).parent / "migrations"
 SYSTEM = Actor.system("orders")
@@ -121,7 +122,7 @@ async def running(
         try:
             await runtime.start()
             async with httpx.AsyncClient(base_url=server.url) as admin:
-                yield World(runtime, runtime.client(PaymentsApi), admin)
+                yield World(runtime, AllowedCaller(runtime, PaymentsApi), admin)
         finally:
             await runtime.stop()
             await server.stop()

@@ -20,6 +20,7 @@ from colony.platform.web.server import free_port
 from colony.services.orders.api import OrderCompleted, OrderLine
 from colony.services.recommendations.api import Recommendation, RecommendationsApi
 from colony.services.recommendations.service import BOUGHT_TOGETHER_SQL, RecommendationsService
+from trust_support import AllowedCaller
 
 MIGRATIONS = Path(inspect.getfile(RecommendationsService)).parent / "migrations"
 
@@ -81,7 +82,7 @@ def pairs(recommendations: list[Recommendation]) -> list[tuple[str, int]]:
 
 
 async def test_learns_from_completed_orders(runtime: Runtime):
-    api = runtime.client(RecommendationsApi)
+    api = AllowedCaller(runtime, RecommendationsApi)
     assert await api.bought_together("lamp") == []
     await publish(runtime, order_completed("lamp", "desk", "chair"))
     await publish(runtime, order_completed("lamp", "desk"))
@@ -96,7 +97,7 @@ async def test_learns_from_completed_orders(runtime: Runtime):
 
 
 async def test_a_redelivered_order_counts_once(runtime: Runtime):
-    api = runtime.client(RecommendationsApi)
+    api = AllowedCaller(runtime, RecommendationsApi)
     event, message_id = order_completed("a", "b"), new_id()
     await publish(runtime, event, message_id)
     await publish(runtime, event, message_id)
@@ -104,7 +105,7 @@ async def test_a_redelivered_order_counts_once(runtime: Runtime):
 
 
 async def test_best_first_ties_by_listing_and_the_limit(runtime: Runtime):
-    api = runtime.client(RecommendationsApi)
+    api = AllowedCaller(runtime, RecommendationsApi)
     for others in (["x3", "x1", "x2", "x4", "x5"], ["x2", "x4"], ["x2"]):
         await publish(runtime, order_completed("hub", *others))
     assert pairs(await api.bought_together("hub", limit=20)) == [

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from colony.cli import chaos, faults, mail, provider
+from colony.cli import chaos, faults, keys, mail, provider
 from colony.cli import load as loading
 from colony.cli import seed as seeding
 from colony.cli import serve as serving
@@ -34,6 +34,7 @@ app.add_typer(provider.app, name="provider")
 app.add_typer(mail.app, name="mail")
 app.add_typer(faults.app, name="faults")
 app.add_typer(chaos.app, name="chaos")
+app.add_typer(keys.app, name="keys")
 app.command("load")(loading.load)
 projections = typer.Typer(help="The orders' read models.", no_args_is_help=True)
 app.add_typer(projections, name="projections")
@@ -64,9 +65,12 @@ def _topology(settings: Settings, path: Path | None) -> Topology:
 
 
 @contextlib.asynccontextmanager
-async def _services(settings: Settings, topology: Topology) -> AsyncIterator[Runtime]:
-    """The local services without relays or servers: for commands that drive them directly."""
-    runtime = Runtime(settings, service_definitions(), topology)
+async def _services(
+    settings: Settings, topology: Topology, identity: str = "cli"
+) -> AsyncIterator[Runtime]:
+    """The local services without relays or servers: for commands that drive them directly,
+    calling as ``identity`` (what each service's list of allowed callers names)."""
+    runtime = Runtime(settings, service_definitions(), topology, identity=identity)
     await runtime.start(background=False)
     try:
         yield runtime
@@ -119,7 +123,7 @@ def seed(
     settings = _settings()
 
     async def main() -> None:
-        async with _services(settings, _topology(settings, topology)) as runtime:
+        async with _services(settings, _topology(settings, topology), "seed") as runtime:
             if await seeding.already_seeded(runtime):
                 console.print("[yellow]The data directory is already seeded; nothing to do.")
                 raise typer.Exit(0)
@@ -177,7 +181,7 @@ def up(
         started = time.perf_counter()
         # Seeding drives the services in this process, whatever the placement: nothing is
         # served yet for an HTTP binding to reach.
-        async with _services(settings, Topology.one_process()) as runtime:
+        async with _services(settings, Topology.one_process(), "seed") as runtime:
             if not await seeding.already_seeded(runtime):
                 console.print("First start: seeding demo data…")
                 await _seed(runtime, seed_size)
@@ -337,7 +341,7 @@ def verify_command(
     async def main() -> bool:
         from colony.verify import verify
 
-        async with _services(settings, _topology(settings, topology)) as runtime:
+        async with _services(settings, _topology(settings, topology), "verify") as runtime:
             checks = await verify(runtime, outbox_bound)
         table = Table(show_edge=False)
         for column in ("check", "result", "counts", "violations", "as of"):

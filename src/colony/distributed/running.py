@@ -7,12 +7,13 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from colony.composition import SERVICE_NAMES
+from colony.composition import IDENTITIES, SERVICE_NAMES
 from colony.distributed.nats_server import running_nats_server
 from colony.distributed.plan import GATEWAY, ServiceProcess, plan, write_topology
 from colony.distributed.processes import PROCESSES_FILE, ProcessTable
 from colony.distributed.supervisor import RestartPolicy, Supervised, Supervisor
 from colony.platform.config import Settings
+from colony.platform.trust import provision
 
 
 @dataclass
@@ -47,10 +48,14 @@ async def running_distributed(
             nats_url = nats.spec.url
         processes = plan(SERVICE_NAMES, replicas, settings.port)
         topology = write_topology(processes, settings.data_dir / "topology.toml")
+        # Every identity's key before any process starts: each signs its calls with its own.
+        keys_dir = settings.keys_dir or settings.data_dir / "keys"
+        provision(keys_dir, IDENTITIES)
         environment = {
             "COLONY_TOPOLOGY_FILE": str(topology.resolve()),
             "COLONY_NATS_URL": nats_url,
             "COLONY_DATA_DIR": str(settings.data_dir.resolve()),
+            "COLONY_KEYS_DIR": str(keys_dir.resolve()),
         }
         if settings.fault_injection:
             environment["COLONY_FAULT_INJECTION"] = "true"

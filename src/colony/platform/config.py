@@ -90,6 +90,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """How long a readiness probe waits for all the services it checks (asked at once); a
     service that has not answered by then counts as down. Well under the 2 s probe timeout
     of the Kubernetes manifests, so a frozen dependency cannot leave the probe unanswered."""
+    keys_dir: Path | None = None
+    """Where a process finds its service identity's signing key and the trust bundle of every
+    service's public keys (default: ``keys`` in the data dir; on Kubernetes, a mounted
+    Secret). A process whose calls stay in-process keeps its keys in memory instead."""
+    service_token_ttl_seconds: Annotated[int, msgspec.Meta(ge=30, le=3600)] = 300
+    """Lifetime of the signed token that names caller, callee and actor on a call between
+    processes; a caller reuses one until shortly before it expires."""
 
     def dsn_for(self, service: str) -> str:
         """A service's database: configured per service, else a SQLite file in the data dir."""

@@ -19,7 +19,13 @@ from colony.platform.clock import utc_now_iso
 from colony.platform.faults import delivery_fault
 from colony.platform.ids import new_id
 from colony.platform.logging import get_logger
-from colony.platform.messaging.message import Event, Message, decode_message, encode_message
+from colony.platform.messaging.message import (
+    Event,
+    Message,
+    decode_message,
+    encode_message,
+    owner_of,
+)
 from colony.platform.resilience import deadline, retried_above
 from colony.platform.storage import Database
 
@@ -75,6 +81,11 @@ class Consumer:
             return await self._apply_in_transaction(message)
 
     async def _apply_in_transaction(self, message: Message) -> bool:
+        if message.source != owner_of(message.topic):
+            raise ForeignEvent(
+                f"{message.topic} comes from {message.source!r}; only"
+                f" {owner_of(message.topic)} publishes it"
+            )
         event_type, handler = self._routes[message.topic]
         event = message.decode(event_type)
         with (
@@ -122,7 +133,7 @@ class Consumer:
         attempts = 0
         try:
             async for attempt in stamina.retry_context(
-                on=Exception,
+                on=_worth_retrying,
                 attempts=self.retry.attempts,
                 timeout=None,
                 wait_initial=self.retry.wait_initial,
@@ -164,6 +175,17 @@ class Consumer:
             "UPDATE dead_letters SET replayed_at = ? WHERE id = ?", (utc_now_iso(), dead_letter_id)
         )
         return True
+
+
+class ForeignEvent(Exception):
+    """An event from a service that does not own its type: never applied, however often it
+    comes, and parked as a dead letter for someone to look at."""
+
+
+def _worth_retrying(exc: BaseException) -> bool:
+    # stamina asks a predicate about whatever is raised, cancellation included: a stop must
+    # not be retried.
+    return isinstance(exc, Exception) and not isinstance(exc, ForeignEvent)
 
 
 async def record_dead_letter(

@@ -28,5 +28,11 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
         return msgspec.json.decode(self.payload, type=event_type)
 
 
+def owner_of(topic: str) -> str:
+    """The service that owns an event type: the first part of its topic, by the catalogue's
+    convention (``orders.order.completed`` is orders')."""
+    return topic.split(".", 1)[0]
+
+
 encode_message = msgspec.json.Encoder().encode
 decode_message = msgspec.json.Decoder(Message).decode

@@ -18,7 +18,7 @@ from colony.platform.clock import utc_now_iso
 from colony.platform.ids import new_id
 from colony.platform.logging import get_logger
 from colony.platform.messaging.broker import Broker
-from colony.platform.messaging.message import Event, Message
+from colony.platform.messaging.message import Event, Message, owner_of
 from colony.platform.storage import Database
 
 _encode = msgspec.json.Encoder().encode
@@ -43,6 +43,10 @@ class Outbox:
         """Record ``event`` in the open transaction; it is published only if that commits."""
         if not self.db.in_transaction():
             raise RuntimeError("Outbox.add must run inside the transaction of the state change")
+        if owner_of(event.topic) != self.source:
+            # Consumers would refuse it anyway (see Consumer); failing here shows the mistake
+            # where it is made.
+            raise ValueError(f"{self.source} cannot publish {event.topic}: it is not its event")
         message_id = new_id()
         headers = {"correlation_id": context.correlation_id() or message_id}
         await self.db.execute(

@@ -48,7 +48,8 @@ class ServiceContext:
     runtime: Runtime = field(repr=False)
 
     def client(self, api: type[Api]) -> Api:
-        return self.runtime.client(api)
+        """The service behind ``api``, called as this service."""
+        return self.runtime.client(api, caller=self.name)
 
     @property
     def http(self) -> HttpClient:

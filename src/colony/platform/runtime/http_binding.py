@@ -35,6 +35,7 @@ from colony.platform.resilience import (
     retried_above,
 )
 from colony.platform.runtime.interface import MethodSpec, interface_methods
+from colony.platform.trust import TokenIssuer, TokenVerifier
 from colony.platform.web.problems import install_problem_handlers
 
 CORRELATION_HEADER = "x-correlation-id"
@@ -47,18 +48,26 @@ _ANSWER_RESERVE_SECONDS = 0.25
 def rpc_app(
     api: type,
     implementation: Any,
+    verifier: TokenVerifier,
     ready: Callable[[], Awaitable[str | None]] | None = None,
     extra_routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
     """Serve ``implementation`` of ``api`` over HTTP, with liveness and readiness probes;
     ``ready`` returns why the service is not ready, or None when it is. ``extra_routes`` are
-    the process's own (its dependencies' state, fault injection when enabled)."""
+    the process's own (its dependencies' state, fault injection when enabled).
+
+    A call is served only with a service token that ``verifier`` accepts (else 401) from a
+    caller the method's list allows (else 403); the actor the method sees is the token's."""
     methods = interface_methods(api)
 
     async def call(request: Request) -> Response:
+        # Who calls comes first: a caller without a valid token learns nothing, not even
+        # which methods exist.
+        caller = verifier.verify(_bearer(request.headers.get("authorization")))
         spec = methods.get(request.path_params["method"])
         if spec is None:
             raise NotFound(f"{api.__name__} has no method {request.path_params['method']!r}")
+        spec.authorize(caller.identity, caller.actor)
         try:
             params = spec.params_decoder.decode(await request.body())
         except msgspec.ValidationError as exc:
@@ -81,6 +90,8 @@ def rpc_app(
         ):
             deadline.check()
             kwargs = {f: getattr(params, f) for f in params.__struct_fields__}
+            if spec.actor_index is not None:
+                kwargs["actor"] = caller.actor
             result = await getattr(implementation, spec.name)(**kwargs)
         if spec.result_decoder is None:
             return Response(status_code=204)
@@ -106,6 +117,13 @@ def rpc_app(
     )
     install_problem_handlers(app)
     return app
+
+
+def _bearer(header: str | None) -> str | None:
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
 
 
 class HttpClientFactory:
@@ -153,14 +171,22 @@ class HttpClientFactory:
                 errors.append(f"{base_url}: {exc!r}")
         raise ServiceUnavailable("; ".join(errors))
 
-    def client(self, api: type, base_urls: Sequence[str], name: str | None = None) -> Any:
-        """An object with the interface's methods, each a POST to one of the replicas."""
+    def client(
+        self, api: type, base_urls: Sequence[str], issuer: TokenIssuer, name: str | None = None
+    ) -> Any:
+        """An object with the interface's methods, each a POST to one of the replicas, with a
+        token from ``issuer`` naming the caller, the service (``api.service_name``) and the
+        actor the call is made for."""
         methods = interface_methods(api)
         dependency = self.resilience.dependency(
             name or api.__name__, [url.rstrip("/") for url in base_urls]
         )
         dependency.start_probing(self._probe)
-        namespace = {name: _remote_method(self, spec, dependency) for name, spec in methods.items()}
+        audience = api.service_name  # type: ignore[attr-defined]
+        namespace = {
+            name: _remote_method(self, spec, dependency, issuer, audience)
+            for name, spec in methods.items()
+        }
         namespace["__repr__"] = lambda self: f"<HTTP client {api.__name__} at {dependency}>"
         cls = types.new_class(f"Http{api.__name__}", (), {}, lambda ns: ns.update(namespace))
         return cls()
@@ -176,15 +202,25 @@ class HttpClientFactory:
             return False
 
 
-def _remote_method(factory: HttpClientFactory, spec: MethodSpec, dependency: Dependency) -> Any:
+def _remote_method(
+    factory: HttpClientFactory,
+    spec: MethodSpec,
+    dependency: Dependency,
+    issuer: TokenIssuer,
+    audience: str,
+) -> Any:
     path = "/rpc/" + spec.name
 
     async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
         bound = spec.signature.bind(self, *args, **kwargs)
         arguments = dict(bound.arguments)
         arguments.pop(next(iter(spec.signature.parameters)))
+        actor = arguments.pop("actor", None) if spec.actor_index is not None else None
         body = spec.encoder.encode(spec.params(**arguments))
-        headers = {"content-type": "application/json"}
+        headers = {
+            "content-type": "application/json",
+            "authorization": "Bearer " + issuer.token(audience, actor),
+        }
         if cid := context.correlation_id():
             headers[CORRELATION_HEADER] = cid
         idem = context.idempotency_request()

@@ -34,9 +34,17 @@ from colony.platform.messaging.jetstream import JetStreamBroker
 from colony.platform.resilience import BulkheadPolicy, CallPolicy, Resilience
 from colony.platform.runtime.definition import ServiceContext, ServiceDefinition
 from colony.platform.runtime.http_binding import HttpClientFactory, rpc_app
+from colony.platform.runtime.inprocess_binding import guarded
 from colony.platform.runtime.topology import Topology
 from colony.platform.storage import Database, open_database
 from colony.platform.storage.migrations import PLATFORM_MIGRATIONS, migrate
+from colony.platform.trust import (
+    InMemoryKeys,
+    KeyDirectory,
+    KeyStore,
+    TokenIssuer,
+    TokenVerifier,
+)
 from colony.platform.web.server import HttpServer
 
 Api = TypeVar("Api")
@@ -52,10 +60,14 @@ class Runtime:
         topology: Topology | None = None,
         broker: Broker | None = None,
         interpose: Callable[[str, Any], Any] | None = None,
+        identity: str = "cli",
     ) -> None:
         """``interpose(service, client)`` may wrap every client this runtime hands out: the
-        seam where tests put faults between a caller and the service it calls."""
+        seam where tests put faults between a caller and the service it calls. ``identity``
+        is who calls through ``client(Api)`` when no caller is named (an operator's command:
+        ``cli``, ``seed``, ``verify``); a service's own calls are made as that service."""
         self.settings = settings
+        self.identity = identity
         self._interpose = interpose
         self.topology = topology or Topology.one_process()
         self.definitions = {d.name: d for d in definitions}
@@ -70,8 +82,27 @@ class Runtime:
         self.http = HttpClient(self.resilience)
         """The client for third parties over HTTP, for every service of this process."""
         self.servers: dict[str, HttpServer] = {}
-        self._clients: dict[str, Any] = {}
+        self._clients: dict[tuple[str, str], Any] = {}
         self._by_api = {d.api: d.name for d in definitions}
+        self.keys = self._keys()
+        self._issuers: dict[str, TokenIssuer] = {}
+
+    def _keys(self) -> KeyStore:
+        """In memory when every service is in this process; otherwise the keys directory that
+        ``colony up --distributed`` (or ``colony keys init``, or a Secret) provides."""
+        if self.settings.keys_dir is None and all(
+            self.topology.placement(name).local for name in self.definitions
+        ):
+            return InMemoryKeys()
+        return KeyDirectory(self.settings.keys_dir or self.settings.data_dir / "keys")
+
+    def issuer(self, identity: str) -> TokenIssuer:
+        issuer = self._issuers.get(identity)
+        if issuer is None:
+            issuer = self._issuers[identity] = TokenIssuer(
+                identity, self.keys, self.settings.service_token_ttl_seconds
+            )
+        return issuer
 
     def local_names(self) -> list[str]:
         graph = {d.name: set(d.depends_on) for d in self.definitions.values()}
@@ -144,24 +175,30 @@ class Runtime:
         routes: list[BaseRoute] = [Route("/admin/dependencies", dependencies)]
         if self.settings.fault_injection:
             routes.extend(faults.admin_routes())
-        app = rpc_app(self.definitions[name].api, self.services[name], ready, routes)
+        verifier = TokenVerifier(name, self.keys)
+        app = rpc_app(self.definitions[name].api, self.services[name], verifier, ready, routes)
         server = HttpServer(app, host, port)
         await server.start()
         self.servers[name] = server
         return server
 
-    def client(self, api: type[Api]) -> Api:
+    def client(self, api: type[Api], caller: str | None = None) -> Api:
+        """The service behind ``api``, called as ``caller`` (by default this runtime's
+        identity): in-process, its implementation behind the same list of allowed callers the
+        HTTP binding checks; otherwise an HTTP client sending a token signed as ``caller``."""
+        caller = caller or self.identity
         name = self._by_api[api]
-        if name in self._clients:
-            return self._clients[name]  # type: ignore[no-any-return]
+        known = self._clients.get((caller, name))
+        if known is not None:
+            return known  # type: ignore[no-any-return]
         placement = self.topology.placement(name)
         if placement.binding == "inprocess":
-            client = self.services[name]
+            client = guarded(api, self.services[name], caller)
         else:
-            client = self._http.client(api, placement.addresses, name)
+            client = self._http.client(api, placement.addresses, self.issuer(caller), name)
         if self._interpose is not None:
             client = self._interpose(name, client)
-        self._clients[name] = client
+        self._clients[(caller, name)] = client
         return client  # type: ignore[no-any-return]
 
     async def ping(self, name: str, timeout_seconds: float | None = None) -> None:

@@ -6,7 +6,7 @@ from typing import Annotated, ClassVar, Literal, Protocol
 
 import msgspec
 
-from colony.platform.runtime.interface import repeatable
+from colony.platform.runtime.interface import callers, repeatable
 from colony.platform.security import Actor
 
 MAX_LINE_QUANTITY = 99
@@ -44,26 +44,32 @@ class PurchasedLine(msgspec.Struct, frozen=True, kw_only=True):
 class CartApi(Protocol):
     service_name: ClassVar[str] = "cart"
 
+    @callers("gateway", "orders", for_users=("gateway", "orders"))
     @repeatable
     async def get_cart(self, actor: Actor) -> Cart:
         """The caller's cart, priced now, with each line's availability."""
         ...
 
+    @callers("gateway")
     async def add_item(self, actor: Actor, listing_id: str, quantity: LineQuantity) -> Cart:
         """Add units of a listing (adding to a line already there)."""
         ...
 
+    @callers("gateway")
     @repeatable
     async def set_quantity(self, actor: Actor, listing_id: str, quantity: int) -> Cart:
         """Set a line's quantity; 0 removes it."""
         ...
 
+    @callers("gateway")
     @repeatable
     async def remove_item(self, actor: Actor, listing_id: str) -> Cart: ...
 
+    @callers("gateway")
     @repeatable
     async def clear(self, actor: Actor) -> Cart: ...
 
+    @callers("orders")
     @repeatable
     async def remove_purchased(
         self, actor: Actor, buyer_id: str, order_id: str, lines: list[PurchasedLine]

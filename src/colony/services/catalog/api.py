@@ -7,7 +7,7 @@ from typing import Annotated, ClassVar, Literal, Protocol
 import msgspec
 
 from colony.platform.messaging import Event
-from colony.platform.runtime.interface import repeatable
+from colony.platform.runtime.interface import callers, repeatable
 from colony.platform.security import Actor
 
 MAX_PRICE_MINOR = 100_000_000  # 1,000,000.00 in a currency with two decimals
@@ -126,37 +126,46 @@ class ListingDelisted(Event, frozen=True, kw_only=True):
 class CatalogApi(Protocol):
     service_name: ClassVar[str] = "catalog"
 
+    @callers("gateway")
     @repeatable
     async def categories(self) -> list[Category]: ...
 
+    @callers("gateway")
     @repeatable
     async def search(self, query: SearchQuery) -> SearchPage:
         """Active listings matching the query; eventually consistent, served from a cache."""
         ...
 
+    @callers("gateway", "cart", "inventory")
     @repeatable
     async def get_listing(self, listing_id: str) -> Listing:
         """One listing, active or delisted; 404 if it never existed."""
         ...
 
+    @callers("gateway", "cart", "orders")
     @repeatable
     async def get_listings(self, listing_ids: list[str]) -> list[Listing]:
         """The listings among ``listing_ids`` that exist, in no particular order."""
         ...
 
+    @callers("gateway")
     @repeatable
     async def seller_listings(
         self, actor: Actor, page: int = 1, page_size: int = 50
     ) -> SellerListings: ...
 
+    @callers("gateway")
     async def create_listing(self, actor: Actor, draft: ListingDraft) -> Listing: ...
 
+    @callers("seed", for_users=("seed",))
     async def import_listings(self, actor: Actor, drafts: list[ListingDraft]) -> list[Listing]:
         """Create many listings in one transaction (at most 1,000)."""
         ...
 
+    @callers("gateway")
     async def update_listing(
         self, actor: Actor, listing_id: str, changes: ListingChanges
     ) -> Listing: ...
 
+    @callers("gateway")
     async def delist(self, actor: Actor, listing_id: str) -> Listing: ...

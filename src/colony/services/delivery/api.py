@@ -13,7 +13,7 @@ from typing import Annotated, ClassVar, Literal, Protocol
 import msgspec
 
 from colony.platform.messaging import Event
-from colony.platform.runtime.interface import repeatable
+from colony.platform.runtime.interface import callers, repeatable
 from colony.platform.security import Actor
 
 UNDELIVERABLE_POSTCODE = "00000"
@@ -83,6 +83,7 @@ class ShipmentStatusChanged(Event, frozen=True, kw_only=True):
 class DeliveryApi(Protocol):
     service_name: ClassVar[str] = "delivery"
 
+    @callers("orders")
     @repeatable
     async def create_shipments(
         self,
@@ -96,16 +97,19 @@ class DeliveryApi(Protocol):
         returns the shipments as they are. ``Undeliverable`` for an address no courier serves."""
         ...
 
+    @callers("orders")
     @repeatable
     async def cancel_shipments(self, actor: Actor, order_id: str) -> list[Shipment]:
         """Cancel the order's shipments (a compensation, or the buyer cancelling). ``Conflict``
         once any has been picked up. Cancelling twice, or an order without shipments, is fine."""
         ...
 
+    @callers("gateway")
     @repeatable
     async def shipments_for_order(self, actor: Actor, order_id: str) -> list[Shipment]:
         """The buyer, a seller (their own shipment only), or the system."""
         ...
 
+    @callers("verify")
     @repeatable
     async def audit(self, actor: Actor) -> DeliveryAudit: ...

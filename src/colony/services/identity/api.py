@@ -7,7 +7,7 @@ from typing import Annotated, ClassVar, Literal, Protocol
 import msgspec
 
 from colony.platform.messaging import Event
-from colony.platform.runtime.interface import repeatable
+from colony.platform.runtime.interface import callers, repeatable
 from colony.platform.security import Role
 
 Email = Annotated[
@@ -68,23 +68,28 @@ class AccountRegistered(Event, frozen=True, kw_only=True):
 class IdentityApi(Protocol):
     service_name: ClassVar[str] = "identity"
 
+    @callers("gateway", "seed")
     async def register(self, registration: Registration) -> Account:
         """Create a buyer or seller account; 409 if the e-mail is taken."""
         ...
 
+    @callers("seed")
     async def provision(self, registration: Registration, role: Role) -> Account:
         """Create an account with any role, admin included (operators and seeding only)."""
         ...
 
+    @callers("gateway")
     @repeatable
     async def issue_token(self, credentials: Credentials) -> TokenGrant:
         """Exchange e-mail and password for a signed access token; 401 if they do not match."""
         ...
 
+    @callers("gateway")
     @repeatable
     async def jwks(self) -> Jwks:
         """The public keys that verify access tokens."""
         ...
 
+    @callers("gateway")
     @repeatable
     async def get_account(self, account_id: str) -> Account: ...

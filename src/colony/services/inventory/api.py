@@ -7,7 +7,7 @@ from typing import Annotated, ClassVar, Literal, Protocol
 import msgspec
 
 from colony.platform.messaging import Event
-from colony.platform.runtime.interface import repeatable
+from colony.platform.runtime.interface import callers, repeatable
 from colony.platform.security import Actor
 
 MAX_QUANTITY = 1_000_000
@@ -76,20 +76,24 @@ class StockChanged(Event, frozen=True, kw_only=True):
 class InventoryApi(Protocol):
     service_name: ClassVar[str] = "inventory"
 
+    @callers("gateway")
     @repeatable
     async def stock(self, listing_id: str) -> StockLevel:
         """The stock of one listing; a listing never stocked has zeroes."""
         ...
 
+    @callers("gateway", "cart")
     @repeatable
     async def availability(self, listing_ids: list[str]) -> dict[str, int]:
         """Units available now, per listing (0 for unknown listings)."""
         ...
 
+    @callers("gateway", "seed", for_users=("gateway", "seed"))
     async def receive_stock(self, actor: Actor, listing_id: str, quantity: Quantity) -> StockLevel:
         """A seller books units into stock."""
         ...
 
+    @callers("gateway")
     async def adjust_stock(
         self, actor: Actor, listing_id: str, delta: Delta, reason: Reason
     ) -> StockLevel:
@@ -98,6 +102,7 @@ class InventoryApi(Protocol):
 
     # --- reservations, for the checkout saga (system callers only) -------------------------
 
+    @callers("orders")
     @repeatable
     async def reserve(
         self, actor: Actor, reservation_id: str, lines: list[ReservationLine], ttl_seconds: float
@@ -106,19 +111,23 @@ class InventoryApi(Protocol):
         reservation id returns the reservation as it is."""
         ...
 
+    @callers("orders")
     @repeatable
     async def commit_reservation(self, actor: Actor, reservation_id: str) -> Reservation:
         """Held units become sold. ``Conflict`` if the hold was released or expired."""
         ...
 
+    @callers("orders")
     @repeatable
     async def release_reservation(self, actor: Actor, reservation_id: str) -> Reservation:
         """Held units go back on sale (``released``); sold units too (``returned``).
         Releasing twice, or a reservation never made, changes nothing."""
         ...
 
+    @callers("orders")
     @repeatable
     async def get_reservation(self, actor: Actor, reservation_id: str) -> Reservation: ...
 
+    @callers("verify")
     @repeatable
     async def audit(self, actor: Actor) -> StockAudit: ...

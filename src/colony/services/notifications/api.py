@@ -11,7 +11,7 @@ from typing import Annotated, ClassVar, Protocol
 
 import msgspec
 
-from colony.platform.runtime.interface import repeatable
+from colony.platform.runtime.interface import callers, repeatable
 from colony.platform.security import Actor
 
 WebhookUrl = Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s]{1,2000}$")]
@@ -59,6 +59,7 @@ class WebhookDelivery(msgspec.Struct, frozen=True, kw_only=True):
 class NotificationsApi(Protocol):
     service_name: ClassVar[str] = "notifications"
 
+    @callers("gateway")
     @repeatable
     async def feed(
         self, actor: Actor, limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20
@@ -66,19 +67,23 @@ class NotificationsApi(Protocol):
         """The caller's in-app notifications, newest first."""
         ...
 
+    @callers("gateway")
     @repeatable
     async def mark_read(self, actor: Actor, notification_id: str) -> Notification: ...
 
+    @callers("gateway")
     @repeatable
     async def set_webhook(self, actor: Actor, url: WebhookUrl) -> WebhookEndpoint:
         """A seller's webhook URL (replacing any before it; the secret is kept)."""
         ...
 
+    @callers("gateway")
     @repeatable
     async def get_webhook(self, actor: Actor) -> WebhookEndpoint:
         """The seller's webhook (``NotFound`` when none is set)."""
         ...
 
+    @callers("gateway")
     @repeatable
     async def webhook_deliveries(
         self, actor: Actor, limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20

@@ -13,7 +13,7 @@ from typing import Annotated, ClassVar, Literal, Protocol
 import msgspec
 
 from colony.platform.messaging import Event
-from colony.platform.runtime.interface import repeatable
+from colony.platform.runtime.interface import callers, repeatable
 from colony.platform.security import Actor
 from colony.services.delivery.api import Address
 from colony.services.payments.api import CardNumber
@@ -147,17 +147,20 @@ class OrderRefunded(Event, frozen=True, kw_only=True):
 class OrdersApi(Protocol):
     service_name: ClassVar[str] = "orders"
 
+    @callers("gateway")
     async def place_order(
         self, actor: Actor, card_number: CardNumber, address: Address
     ) -> OrderAccepted:
         """Turn the buyer's cart into an order and start its checkout saga."""
         ...
 
+    @callers("gateway")
     @repeatable
     async def get_order(self, actor: Actor, order_id: str) -> Order:
         """The buyer's own order (or any, for an admin)."""
         ...
 
+    @callers("gateway")
     @repeatable
     async def order_history(
         self, actor: Actor, page: PageNumber = 1, page_size: PageSize = 20
@@ -165,6 +168,7 @@ class OrdersApi(Protocol):
         """The buyer's orders, newest first."""
         ...
 
+    @callers("gateway")
     @repeatable
     async def seller_queue(
         self, actor: Actor, page: PageNumber = 1, page_size: PageSize = 20
@@ -172,17 +176,21 @@ class OrdersApi(Protocol):
         """The seller's parts of orders, newest first."""
         ...
 
+    @callers("gateway")
     async def cancel_order(self, actor: Actor, order_id: str, reason: Reason) -> Order:
         """The buyer cancels: allowed until a shipment is picked up; refunds what was paid."""
         ...
 
+    @callers("gateway")
     async def refund_order(self, actor: Actor, order_id: str, reason: Reason) -> Order:
         """A seller refunds their part of a completed order."""
         ...
 
+    @callers("gateway", "cli")
     async def rebuild_projections(self, actor: Actor) -> dict[str, int]:
         """Rebuild the read models from the event streams (admin)."""
         ...
 
+    @callers("verify")
     @repeatable
     async def audit(self, actor: Actor) -> OrdersAudit: ...

@@ -18,7 +18,7 @@ from typing import Annotated, ClassVar, Literal, Protocol
 import msgspec
 
 from colony.platform.messaging import Event
-from colony.platform.runtime.interface import repeatable
+from colony.platform.runtime.interface import callers, repeatable
 from colony.platform.security import Actor
 
 CardNumber = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{12,19}$")]
@@ -99,6 +99,7 @@ class PaymentRefunded(Event, frozen=True, kw_only=True):
 class PaymentsApi(Protocol):
     service_name: ClassVar[str] = "payments"
 
+    @callers("orders")
     @repeatable
     async def authorize(
         self,
@@ -115,17 +116,20 @@ class PaymentsApi(Protocol):
         the call for the same order returns the payment as it is."""
         ...
 
+    @callers("orders")
     @repeatable
     async def capture(self, actor: Actor, order_id: str) -> Payment:
         """Capture the whole authorization; books buyer → escrow. Repeating is a no-op."""
         ...
 
+    @callers("orders")
     @repeatable
     async def void(self, actor: Actor, order_id: str) -> Payment | None:
         """Release an authorization (a saga compensation). None if there was no payment;
         a declined or voided payment is returned unchanged; a captured one is refunded."""
         ...
 
+    @callers("orders")
     @repeatable
     async def refund(
         self, actor: Actor, order_id: str, seller_id: str | None, reason: str
@@ -135,13 +139,16 @@ class PaymentsApi(Protocol):
         refunded changes nothing."""
         ...
 
+    @callers("gateway")
     @repeatable
     async def get_payment(self, actor: Actor, order_id: str) -> Payment:
         """The buyer of the order, a seller in it, or the system."""
         ...
 
+    @callers("gateway")
     @repeatable
     async def ledger(self, actor: Actor, order_id: str) -> list[LedgerEntry]: ...
 
+    @callers("verify")
     @repeatable
     async def audit(self, actor: Actor) -> PaymentsAudit: ...

@@ -10,7 +10,7 @@ from typing import Annotated, ClassVar, Protocol
 
 import msgspec
 
-from colony.platform.runtime.interface import repeatable
+from colony.platform.runtime.interface import callers, repeatable
 
 
 class Recommendation(msgspec.Struct, frozen=True, kw_only=True):
@@ -22,6 +22,7 @@ class Recommendation(msgspec.Struct, frozen=True, kw_only=True):
 class RecommendationsApi(Protocol):
     service_name: ClassVar[str] = "recommendations"
 
+    @callers("gateway")
     @repeatable
     async def bought_together(
         self, listing_id: str, limit: Annotated[int, msgspec.Meta(ge=1, le=20)] = 4
