@@ -1,7 +1,8 @@
 """The PostgreSQL server the PostgreSQL tests use: ``COLONY_TEST_POSTGRES_URL``, by default the
 one on this machine. Absent, those tests skip, unless ``COLONY_REQUIRE_SERVICES=1`` makes that a
 failure. Each test gets fresh schemas (one per service) in that database, named after the
-test run, so runs never see each other's rows."""
+test run, so runs never see each other's rows; or, where the services' own roles matter, a
+fresh database set up as the deployments set up theirs (:func:`service_roles_database`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -25,8 +28,11 @@ import pytest
 SCHEMA_PREFIX = "colony_test_"
 STALE_AFTER_SECONDS = 6 * 3600
 _RUN = f"{int(time.time()):x}_{uuid.uuid4().hex[:6]}"
+# The script compose.yaml and the Kubernetes dev overlay run in Colony's database.
+ROLES_SQL = Path(__file__).resolve().parents[1] / "deploy" / "postgres" / "roles.sql"
 _count = 0
 _count_lock = threading.Lock()
+_made_databases: list[int] = []
 T = TypeVar("T")
 
 
@@ -123,6 +129,104 @@ def _drop_schemas(which: Callable[[str], bool]) -> None:
                     await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
         finally:
             await conn.close()
+
+    if postgres_available():
+        with contextlib.suppress(OSError, asyncpg.PostgresError, TimeoutError):
+            _run_sync(drop)
+
+
+@dataclass(frozen=True)
+class ServiceRoles:
+    """A database of its own, set up by ``deploy/postgres/roles.sql`` as the deployments set
+    up theirs: a role per service (``<database>_<service>``, password the same) owning the
+    schema named after its service, and no rights on anything else."""
+
+    database: str
+
+    def role(self, service: str) -> str:
+        return f"{self.database}_{service}"
+
+    def dsn(self, service: str) -> str:
+        """``service``'s DSN, logging in as its own role. Pools stay small, as in
+        :func:`schema_dsn`."""
+        parts = urlsplit(postgres_url())
+        role = self.role(service)
+        host = parts.hostname or "127.0.0.1"
+        netloc = f"{role}:{role}@{host}" + (f":{parts.port}" if parts.port else "")
+        query = dict(parse_qsl(parts.query)) | {"search_path": service, "pool_max_size": "3"}
+        return urlunsplit(
+            parts._replace(netloc=netloc, path=f"/{self.database}", query=urlencode(query))
+        )
+
+    def drop(self) -> None:
+        """Drop the database and its roles (roles belong to the whole server, not the database,
+        so they would outlive it)."""
+        _run_sync(lambda: _drop_database(self.database))
+
+
+def service_roles_database(prefix: str) -> ServiceRoles:
+    """A fresh database with a role per service, made by the deployments' own script. Dropped
+    by :meth:`ServiceRoles.drop`, else when the run exits; a later run drops what runs long
+    over left behind."""
+    global _count
+    require_postgres()
+    with _count_lock:
+        _count += 1
+        number = _count
+        first = not _made_databases
+        _made_databases.append(number)
+    if first:
+        _drop_databases(_stale)
+        atexit.register(_drop_databases, lambda name: name.startswith(f"{SCHEMA_PREFIX}{_RUN}_"))
+    name = f"{SCHEMA_PREFIX}{_RUN}_{prefix}{number}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(postgres_url(), timeout=5)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        conn = await asyncpg.connect(database_url(name), timeout=5)
+        try:
+            await conn.execute(ROLES_SQL.read_text())
+        finally:
+            await conn.close()
+
+    _run_sync(create)
+    return ServiceRoles(name)
+
+
+def database_url(database: str) -> str:
+    return urlunsplit(urlsplit(postgres_url())._replace(path=f"/{database}"))
+
+
+async def _drop_database(database: str) -> None:
+    conn = await asyncpg.connect(postgres_url(), timeout=5)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        roles = await conn.fetch(
+            "SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1)", f"{database}_"
+        )
+        for (role,) in roles:
+            await conn.execute(f'DROP ROLE IF EXISTS "{role}"')
+    finally:
+        await conn.close()
+
+
+def _drop_databases(which: Callable[[str], bool]) -> None:
+    """Drop this run's databases and their roles (at exit), or those of runs long over."""
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(postgres_url(), timeout=5)
+        try:
+            rows = await conn.fetch(
+                "SELECT datname FROM pg_database WHERE starts_with(datname, $1)", SCHEMA_PREFIX
+            )
+        finally:
+            await conn.close()
+        for (name,) in rows:
+            if which(name):
+                await _drop_database(name)
 
     if postgres_available():
         with contextlib.suppress(OSError, asyncpg.PostgresError, TimeoutError):

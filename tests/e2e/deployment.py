@@ -10,10 +10,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
 from colony.platform.web.server import free_port
+
+if TYPE_CHECKING:
+    from postgres_support import ServiceRoles
 
 COLONY = str(Path(sys.executable).parent / "colony")
 
@@ -34,6 +38,7 @@ class Deployment:
     port: int = field(default_factory=free_port)
     provider_port: int = field(default_factory=free_port)
     process: subprocess.Popen[str] | None = None
+    roles: ServiceRoles | None = None
 
     @property
     def url(self) -> str:
@@ -73,6 +78,7 @@ class Deployment:
         }
 
     def start(self, within: float = 120.0) -> None:
+        self._give_services_their_roles()
         command = [COLONY, "up", "--seed-size", "30"]
         if self.topology.distributed:
             command.append("--distributed")
@@ -95,6 +101,24 @@ class Deployment:
         self.stop()
         raise AssertionError(f"not ready within {within} s:\n{self.output()}")
 
+    def _give_services_their_roles(self) -> None:
+        """On PostgreSQL, each service logs in as a role of its own that owns its schema and
+        has no rights on any other (deploy/postgres/roles.sql), as in compose and on
+        Kubernetes: a service that touched another's tables would fail here."""
+        keys = [
+            key
+            for key, value in self.extra_env.items()
+            if key.startswith("COLONY_") and key.endswith("_DSN") and value.startswith("postgres")
+        ]
+        if not keys:
+            return
+        from postgres_support import service_roles_database
+
+        self.roles = service_roles_database("e2e")
+        for key in keys:
+            service = key.removeprefix("COLONY_").removesuffix("_DSN").lower()
+            self.extra_env[key] = self.roles.dsn(service)
+
     def output(self) -> str:
         self.log.flush()
         return Path(self.log.name).read_text()[-6000:]
@@ -108,6 +132,9 @@ class Deployment:
                 self.process.kill()
                 self.process.wait(10)
         self.log.close()
+        if self.roles is not None:
+            self.roles.drop()
+            self.roles = None
 
     def verify(self) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -216,9 +216,14 @@ class PostgresDatabase:
             reset=_keep_session,
         )
         self._lock = asyncio.Lock()
-        if self.schema is not None:
-            # Under the writers' lock: replicas starting together would otherwise race to
-            # create it, and IF NOT EXISTS does not stop the loser's unique violation.
+        if self.schema is not None and not await self.fetch_value(
+            "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = ?)", (self.schema,)
+        ):
+            # Only when missing: PostgreSQL checks the right to create schemas before it looks
+            # for one, and a service's role that owns its schema (made for it beforehand, see
+            # deploy/postgres/roles.sql) has no such right. Under the writers' lock: replicas
+            # starting together would otherwise race to create it, and IF NOT EXISTS does not
+            # stop the loser's unique violation.
             await self.run_script(f"CREATE SCHEMA IF NOT EXISTS {_quote_identifier(self.schema)}")
 
     async def close(self) -> None:
