@@ -74,6 +74,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     mail_sink_http_port: int = 8026
     mail_from: str = "Colony <no-reply@colony.example>"
     webhook_attempts: int = 5
+    internal_hosts_allowed: str = ""
+    """Hosts and networks that URLs users give (sellers' webhooks) may reach although they are
+    inside — loopback, private, link-local and the like — comma-separated names, addresses
+    and CIDRs, e.g. ``127.0.0.1`` for a test receiver on this machine. Empty (the default):
+    such URLs are refused when given and when used (:mod:`colony.platform.outbound_addresses`)."""
     recommendations_timeout_seconds: float = 0.05
     # Resilience of calls between processes (see colony.platform.resilience).
     call_timeout_seconds: float = 2.5

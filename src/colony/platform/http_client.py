@@ -8,6 +8,13 @@ What a failure means for the request's effect is kept apart, because callers act
 :class:`ConnectionError` (sent, answer lost: the effect is unknown), and
 :class:`~colony.platform.errors.ServiceUnavailable` from an open breaker or a full bulkhead
 (not sent).
+
+A URL a user gave (a seller's webhook) is sent with a ``guard``
+(:mod:`colony.platform.outbound_addresses`): its host is checked before the call, its name is
+looked up once and refused if any address is inside, and the connection goes to an address
+so checked, on a pool of its own (a kept connection to the payment provider on this host is
+never lent to it). A refusal is :class:`~colony.platform.outbound_addresses.ForbiddenDestination`,
+before anything is sent; it counts against no breaker, and is not retried.
 """
 
 from __future__ import annotations
@@ -16,7 +23,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 
+from colony.platform.outbound_addresses import ForbiddenDestination, GuardedResolver, OutboundGuard
 from colony.platform.resilience import NotSent, Resilience
 
 UNTIMED = aiohttp.ClientTimeout(total=None)
@@ -32,21 +41,31 @@ class HttpResponse:
 
 
 class HttpClient:
-    def __init__(self, resilience: Resilience) -> None:
+    def __init__(self, resilience: Resilience, resolver: AbstractResolver | None = None) -> None:
         self.resilience = resilience
-        self._session: aiohttp.ClientSession | None = None
+        self.resolver = resolver
+        """Looks up the names of guarded requests before the guard checks their addresses
+        (None: the system's resolver). Set it before the first guarded request: the seam
+        where tests put names of their own."""
+        self._sessions: dict[OutboundGuard | None, aiohttp.ClientSession] = {}
 
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
+    def _http(self, guard: OutboundGuard | None = None) -> aiohttp.ClientSession:
+        session = self._sessions.get(guard)
+        if session is None or session.closed:
             # aiohttp sets TCP_NODELAY; a bound per host so one slow host cannot take the pool.
-            connector = aiohttp.TCPConnector(limit=0, limit_per_host=64, keepalive_timeout=30)
-            self._session = aiohttp.ClientSession(connector=connector)
-        return self._session
+            connector = aiohttp.TCPConnector(
+                limit=0,
+                limit_per_host=64,
+                keepalive_timeout=30,
+                resolver=None if guard is None else GuardedResolver(guard, self.resolver),
+            )
+            session = self._sessions[guard] = aiohttp.ClientSession(connector=connector)
+        return session
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            await session.close()
 
     async def request(
         self,
@@ -59,19 +78,28 @@ class HttpClient:
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
         repeatable: bool = False,
+        guard: OutboundGuard | None = None,
     ) -> HttpResponse:
         """``method`` ``base_url + path`` as a call to ``dependency``. Answers of 5xx count
         against the dependency (and are retried when ``repeatable``); the last answer is
         returned whatever its status, for the caller to read. Redirects are never followed:
-        a third party that moved is its owner's to update, not ours to chase."""
+        a third party that moved is its owner's to update, not ours to chase (and a
+        redirect would take a guarded request wherever the answer said).
+
+        With ``guard``, for a URL a user gave, a destination inside raises
+        :class:`ForbiddenDestination` and nothing is sent."""
         base = base_url.rstrip("/")
+        if guard is not None:
+            why = guard.refusal(base + path)
+            if why is not None:
+                raise ForbiddenDestination(f"{dependency}: the URL {why}")
         target = self.resilience.dependency(dependency, [base])
         if base not in target.endpoints:
             raise ValueError(f"{dependency} is at {target.endpoints}, not {base}")
 
         async def send(endpoint: str, seconds: float) -> HttpResponse:
             try:
-                async with self._http().request(
+                async with self._http(guard).request(
                     method,
                     endpoint + path,
                     data=body,

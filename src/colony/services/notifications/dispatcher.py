@@ -12,7 +12,10 @@ deduplicate webhooks on ``X-Colony-Event-Id``, mail systems on the ``Message-ID`
 Every send goes out through the platform's clients (:class:`SmtpClient`, :class:`HttpClient`)
 and its dependency's policies, once: the durable schedule here is the one layer that retries.
 An open circuit (the mail server or a seller's endpoint kept failing) is a failed attempt like
-any other, and the row waits for its next one; nothing is dropped.
+any other, and the row waits for its next one; nothing is dropped. A webhook goes out only to
+an address on the public internet (or one ``internal_hosts_allowed`` names); its row records
+what its seller may read of a failure (:attr:`DeliveryFailed.shown`), the logs and the dead
+letter why.
 
 It wakes when a handler's transaction commits (``db.after_commit``), when a send finishes, at
 the next due time, and on a slow poll for rows other processes changed.
@@ -35,6 +38,7 @@ from colony.platform.ids import new_id
 from colony.platform.logging import get_logger
 from colony.platform.messaging import Event, Message
 from colony.platform.messaging.consumer import record_dead_letter
+from colony.platform.outbound_addresses import OutboundGuard
 from colony.platform.smtp import SendFailed, SmtpClient
 from colony.platform.storage import Database, Row
 from colony.services.notifications import mailer, messages, webhooks
@@ -94,6 +98,8 @@ class Dispatcher:
         self.http = http
         self.smtp = smtp
         self.site_url = f"http://{settings.host}:{settings.port}"
+        self.guard = OutboundGuard.allowing(settings.internal_hosts_allowed)
+        """Where sellers' webhooks may go: their URLs are theirs, not the operator's."""
         self._signal = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
@@ -197,10 +203,12 @@ class Dispatcher:
             )
             raise
         except DeliveryFailed as exc:
-            await self._failed(row, str(exc), exc.target)
+            await self._failed(row, str(exc), exc.target, exc.shown)
         except Exception as exc:
             self._log.exception("delivery crashed", delivery_id=row["id"])
-            await self._failed(row, f"{exc.__class__.__name__}: {exc}", None)
+            reason = f"{exc.__class__.__name__}: {exc}"
+            shown = webhooks.FAILED if row["channel"] == "webhook" else reason
+            await self._failed(row, reason, None, shown)
         else:
             await self._delivered(row, target)
 
@@ -254,10 +262,15 @@ class Dispatcher:
             (row["recipient_id"],),
         )
         if endpoint is None:
-            raise DeliveryFailed("the seller has no webhook endpoint")
+            raise DeliveryFailed("the seller has no webhook endpoint", shown=webhooks.FAILED)
         try:
             await webhooks.post(
-                self.http, endpoint["url"], endpoint["secret"], row["id"], bytes(row["payload"])
+                self.http,
+                endpoint["url"],
+                endpoint["secret"],
+                row["id"],
+                bytes(row["payload"]),
+                self.guard,
             )
         except DeliveryFailed as exc:
             exc.target = endpoint["url"]
@@ -274,7 +287,9 @@ class Dispatcher:
         )
         self._log.debug("delivered", delivery_id=row["id"], channel=row["channel"], to=target)
 
-    async def _failed(self, row: Row, error: str, target: str | None) -> None:
+    async def _failed(self, row: Row, error: str, target: str | None, shown: str) -> None:
+        """``error`` is why, for the logs and a dead letter; ``shown`` what the row records
+        for its recipient to read."""
         budget = (
             self.settings.webhook_attempts if row["channel"] == "webhook" else self.mail_attempts
         )
@@ -294,7 +309,7 @@ class Dispatcher:
                 await self.db.execute(
                     "UPDATE deliveries SET attempts = ?, next_attempt_at = ?, last_error = ?,"
                     " target = ?, updated_at = ? WHERE id = ?",
-                    (attempts, time.time() + wait, error, target, now, row["id"]),
+                    (attempts, time.time() + wait, shown, target, now, row["id"]),
                 )
                 self._log.info(
                     "delivery failed; will retry",
@@ -308,7 +323,7 @@ class Dispatcher:
             await self.db.execute(
                 "UPDATE deliveries SET status = 'dead', attempts = ?, last_error = ?, target = ?,"
                 " updated_at = ? WHERE id = ?",
-                (attempts, error, target, now, row["id"]),
+                (attempts, shown, target, now, row["id"]),
             )
             await self._dead_letter(row, error, target, failures)
         self._log.error(

@@ -21,13 +21,14 @@ import msgspec
 from colony.platform.clock import utc_now_iso
 from colony.platform.errors import InvalidInput, NotFound
 from colony.platform.messaging.consumer import Handler
+from colony.platform.outbound_addresses import ForbiddenDestination, OutboundGuard
 from colony.platform.runtime import ServiceContext
 from colony.platform.security import Actor
 from colony.platform.smtp import SmtpClient
 from colony.platform.storage import Row
 from colony.services.delivery.api import ShipmentStatusChanged
 from colony.services.identity.api import AccountRegistered
-from colony.services.notifications import messages
+from colony.services.notifications import messages, webhooks
 from colony.services.notifications.api import (
     Notification,
     NotificationFeed,
@@ -79,7 +80,7 @@ def _delivery(row: Row) -> WebhookDelivery:
         url=row["target"] or "",
         status=row["status"],
         attempts=row["attempts"],
-        last_error=row["last_error"],
+        last_error=webhooks.shown_error(row["last_error"]),
         updated_at=row["updated_at"],
     )
 
@@ -90,7 +91,7 @@ def _limit(limit: int) -> None:
         raise InvalidInput("The limit must be between 1 and 100.", field="limit")
 
 
-def _valid_url(url: str) -> str:
+def _valid_url(url: str, guard: OutboundGuard) -> str:
     try:
         msgspec.convert(url, WebhookUrl)
         parts = urlsplit(url)
@@ -99,6 +100,14 @@ def _valid_url(url: str) -> str:
         raise InvalidInput("The webhook URL must be an http or https URL.", field="url") from None
     if not parts.hostname:
         raise InvalidInput("The webhook URL has no host.", field="url")
+    # Checked again at each delivery, on the addresses the name then resolves to: here it
+    # can only be judged as written, and a name may point anywhere later.
+    why = guard.refusal(url)
+    if why is not None:
+        raise ForbiddenDestination(
+            f"The webhook URL {why}: webhooks go only to addresses on the public internet.",
+            field="url",
+        )
     return url
 
 
@@ -301,7 +310,7 @@ class NotificationsService:
 
     async def set_webhook(self, actor: Actor, url: str) -> WebhookEndpoint:
         actor.require("seller")
-        url = _valid_url(url)
+        url = _valid_url(url, self.dispatcher.guard)
         now = utc_now_iso()
         async with self.db.transaction():
             # The secret is made once and kept across URL changes: receivers keep verifying.

@@ -16,6 +16,12 @@ dispatcher's durable schedule, with its backoff and dead letters, is the one lay
 retries, so an attempt here is an attempt there. (A repeat here would be harmless, since
 receivers deduplicate on ``X-Colony-Event-Id``, but it would multiply the dispatcher's
 attempts behind its back.)
+
+The URL is the seller's, so it is sent with the platform's guard
+(:mod:`colony.platform.outbound_addresses`): a host inside our network, written so or
+resolving so, is refused and nothing is posted. What the seller is told of a failed try is
+"failed", and the HTTP status when their receiver answered one: never why a connection could
+not be made, which would tell them what listens where inside. The reason goes to the logs.
 """
 
 from __future__ import annotations
@@ -23,25 +29,48 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import time
 from urllib.parse import unquote, urlsplit
 
 from colony.platform.errors import ColonyError
 from colony.platform.http_client import HttpClient
+from colony.platform.outbound_addresses import OutboundGuard
 from colony.services.notifications.api import SIGNATURE_HEADER
 
 EVENT_ID_HEADER = "X-Colony-Event-Id"
 SIGNATURE_TOLERANCE_SECONDS = 300
 USER_AGENT = "Colony-Webhooks/1"
+_STATUS = re.compile(r"\bHTTP ([1-5][0-9]{2})\b")
+
+
+FAILED = "failed"
+"""All a seller is told of a try that got no answer from their receiver."""
 
 
 class DeliveryFailed(Exception):
-    """One try that did not succeed; its message is what the delivery records as last_error,
-    ``target`` where it was sent (set by whoever knows it)."""
+    """One try that did not succeed: its message is the reason, for the logs and the dead
+    letter; ``shown`` what the delivery records as ``last_error`` for its recipient to read
+    (the reason itself unless told otherwise); ``target`` where it was sent (set by whoever
+    knows it)."""
 
-    def __init__(self, reason: str, target: str | None = None) -> None:
+    def __init__(self, reason: str, target: str | None = None, shown: str | None = None) -> None:
         super().__init__(reason)
         self.target = target
+        self.shown = reason if shown is None else shown
+
+
+def failed_with_status(status: int) -> str:
+    return f"{FAILED} (HTTP {status})"
+
+
+def shown_error(recorded: str | None) -> str | None:
+    """What a seller may read of a recorded ``last_error``: ``failed``, with the HTTP status
+    if there was one, and nothing else, whatever an older version of us recorded."""
+    if recorded is None:
+        return None
+    answered = _STATUS.search(recorded)
+    return failed_with_status(int(answered.group(1))) if answered else FAILED
 
 
 def signature(secret: str, timestamp: int, body: bytes) -> str:
@@ -72,12 +101,19 @@ def verify(
     return hmac.compare_digest(parts.get("v1", ""), signature(secret, timestamp, body))
 
 
-async def post(http: HttpClient, url: str, secret: str, event_id: str, body: bytes) -> None:
+async def post(
+    http: HttpClient,
+    url: str,
+    secret: str,
+    event_id: str,
+    body: bytes,
+    guard: OutboundGuard,
+) -> None:
     """One try: a 2xx within the ``webhooks`` policy's timeout succeeds; anything else, an
-    open circuit for the seller's endpoint included, raises :class:`DeliveryFailed`, for the
-    dispatcher to try again on its schedule. Redirects are not followed: a moved endpoint is
-    the seller's to update, and following one would post the body where the seller never
-    said."""
+    open circuit for the seller's endpoint or a destination ``guard`` refuses included, raises
+    :class:`DeliveryFailed`, for the dispatcher to try again on its schedule. Redirects are not
+    followed: a moved endpoint is the seller's to update, and following one would post the
+    body where the seller never said, past the guard."""
     origin, path, authorization = _split(url)
     dependency = f"webhooks:{origin}"
     headers = {
@@ -90,19 +126,26 @@ async def post(http: HttpClient, url: str, secret: str, event_id: str, body: byt
         headers["authorization"] = authorization
     try:
         response = await http.request(
-            dependency, origin, "POST", path, body=body, headers=headers, repeatable=False
+            dependency,
+            origin,
+            "POST",
+            path,
+            body=body,
+            headers=headers,
+            repeatable=False,
+            guard=guard,
         )
     except ColonyError as exc:
-        # Not sent: the seller's circuit is open, too many posts to it at once, or nothing
-        # answered at its address.
-        raise DeliveryFailed(exc.detail) from None
+        # Not sent: the destination is inside, the seller's circuit is open, too many posts
+        # to it at once, or nothing answered at its address.
+        raise DeliveryFailed(exc.detail, shown=FAILED) from None
     except TimeoutError:
         seconds = http.resilience.policy(dependency).timeout
-        raise DeliveryFailed(f"no answer within {seconds:g} s") from None
+        raise DeliveryFailed(f"no answer within {seconds:g} s", shown=FAILED) from None
     except ConnectionError as exc:
-        raise DeliveryFailed(str(exc)) from None
+        raise DeliveryFailed(str(exc), shown=FAILED) from None
     if not 200 <= response.status < 300:
-        raise DeliveryFailed(f"HTTP {response.status}")
+        raise DeliveryFailed(f"HTTP {response.status}", shown=failed_with_status(response.status))
 
 
 def _split(url: str) -> tuple[str, str, str | None]:
