@@ -37,7 +37,9 @@ from colony.services.inventory.api import InventoryApi, StockAudit
 from colony.services.orders.api import OrdersApi, OrdersAudit
 from colony.services.payments.api import PaymentsApi, PaymentsAudit
 
-SYSTEM = Actor.system("verify")
+CALLER = "verify"
+"""Who the audits are asked by, whichever process asks: the one caller their lists allow."""
+SYSTEM = Actor.system(CALLER)
 RECHECK_AFTER_SECONDS = 1.0
 
 
@@ -130,10 +132,10 @@ def _size(findings: list[Finding]) -> int:
 
 async def _check_once(runtime: Runtime, outbox_bound_seconds: float) -> list[Check]:
     # Orders first: see the module's docstring.
-    orders = await runtime.client(OrdersApi).audit(SYSTEM)
-    payments = await runtime.client(PaymentsApi).audit(SYSTEM)
-    inventory = await runtime.client(InventoryApi).audit(SYSTEM)
-    delivery = await runtime.client(DeliveryApi).audit(SYSTEM)
+    orders = await runtime.client(OrdersApi, CALLER).audit(SYSTEM)
+    payments = await runtime.client(PaymentsApi, CALLER).audit(SYSTEM)
+    inventory = await runtime.client(InventoryApi, CALLER).audit(SYSTEM)
+    delivery = await runtime.client(DeliveryApi, CALLER).audit(SYSTEM)
     return [
         _stock(inventory),
         _ledger(payments),

@@ -1,16 +1,21 @@
-"""``colony provider``: run the payment-provider simulator and tune how it misbehaves."""
+"""``colony provider``: run the payment-provider simulator and tune how it misbehaves.
+
+Every command finds the simulator where the marketplace does, at ``COLONY_PAYMENT_PROVIDER_URL``
+(``payment_provider_url``): a setting of its own would let ``set`` tune one provider while
+the marketplace pays through another. ``--url`` still names any other.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
 
 from colony.cli.http import request_json
-from colony.payment_provider.server import DEFAULT_PORT
 from colony.platform.config import Settings
 from colony.platform.logging import configure_logging
 
@@ -19,13 +24,17 @@ out = Console()
 err = Console(stderr=True)
 
 UrlOption = Annotated[
-    str, typer.Option("--url", help="The simulator's address.", envvar="COLONY_PROVIDER_URL")
+    str | None,
+    typer.Option("--url", help="The simulator's address (default: COLONY_PAYMENT_PROVIDER_URL)."),
 ]
-DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 
 
-def _call(url: str, method: str, path: str, body: Any = None) -> Any:
-    return request_json(url, method, path, "payment provider", body)
+def _configured_url() -> str:
+    return Settings.from_env().payment_provider_url
+
+
+def _call(url: str | None, method: str, path: str, body: Any = None) -> Any:
+    return request_json(url or _configured_url(), method, path, "payment provider", body)
 
 
 def _show(value: Any) -> None:
@@ -34,8 +43,16 @@ def _show(value: Any) -> None:
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = DEFAULT_PORT,
+    host: Annotated[
+        str | None,
+        typer.Option(help="Address to listen on (default: COLONY_PAYMENT_PROVIDER_URL's)."),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            help="Port to listen on (default: COLONY_PAYMENT_PROVIDER_URL's).", min=1, max=65535
+        ),
+    ] = None,
     data_dir: Annotated[
         Path | None,
         typer.Option(help="Where its SQLite file lives (default: COLONY_DATA_DIR)."),
@@ -45,26 +62,29 @@ def serve(
     from colony.payment_provider.server import run
 
     settings = Settings.from_env()
+    configured = urlsplit(settings.payment_provider_url)
+    host = host or configured.hostname or "127.0.0.1"
+    port = port or configured.port or 80
     configure_logging(settings.log_level, settings.log_json)
     err.print(f"Payment provider on http://{host}:{port} — Ctrl-C to stop.")
     run(host, port, data_dir or settings.data_dir)
 
 
 @app.command()
-def status(url: UrlOption = DEFAULT_URL) -> None:
+def status(url: UrlOption = None) -> None:
     """Print the current behaviour."""
     _show(_call(url, "GET", "/admin/behaviour"))
 
 
 @app.command()
-def stats(url: UrlOption = DEFAULT_URL) -> None:
+def stats(url: UrlOption = None) -> None:
     """Print request counters and the money authorized, captured and refunded."""
     _show(_call(url, "GET", "/admin/stats"))
 
 
 @app.command("set")
 def set_behaviour(
-    url: UrlOption = DEFAULT_URL,
+    url: UrlOption = None,
     latency_ms_p50: Annotated[
         float | None, typer.Option(help="Median added latency (lognormal), ms.")
     ] = None,
@@ -81,14 +101,36 @@ def set_behaviour(
     outage: Annotated[
         bool | None, typer.Option("--outage/--no-outage", help="Refuse everything with 503.")
     ] = None,
+    garbage_rate: Annotated[
+        float | None, typer.Option(help="Share of successes answered with a body not JSON [0-1].")
+    ] = None,
+    wrong_amount_rate: Annotated[
+        float | None, typer.Option(help="Share of successes naming another amount [0-1].")
+    ] = None,
+    wrong_state_rate: Annotated[
+        float | None, typer.Option(help="Share of successes naming another status [0-1].")
+    ] = None,
+    oversize_rate: Annotated[
+        float | None, typer.Option(help="Share of successes padded to 1 MiB [0-1].")
+    ] = None,
+    slow_body_rate: Annotated[
+        float | None,
+        typer.Option(help="Share of successes that send half the body, then hang [0-1]."),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for repeatable randomness.")] = None,
 ) -> None:
-    """Change some of the behaviour; the rest stays as it is."""
+    """Change some of the behaviour; the rest stays as it is. A bad answer (garbage, wrong
+    amount or state, oversize, slow body) spoils a success after its effect took place."""
     changes = {
         "decline_rate": decline_rate,
         "error_rate": error_rate,
         "timeout_rate": timeout_rate,
         "outage": outage,
+        "garbage_rate": garbage_rate,
+        "wrong_amount_rate": wrong_amount_rate,
+        "wrong_state_rate": wrong_state_rate,
+        "oversize_rate": oversize_rate,
+        "slow_body_rate": slow_body_rate,
         "seed": seed,
     }
     latency = {"p50_ms": latency_ms_p50, "p99_ms": latency_ms_p99}
@@ -102,6 +144,6 @@ def set_behaviour(
 
 
 @app.command()
-def reset(url: UrlOption = DEFAULT_URL) -> None:
+def reset(url: UrlOption = None) -> None:
     """Back to the default behaviour (no faults) and zeroed counters; the books are kept."""
     _show(_call(url, "POST", "/admin/reset"))

@@ -1,6 +1,7 @@
 """Payment-provider faults, set through the simulator's control API (``/admin/behaviour``,
-as ``colony provider set`` does): a full outage, a share of timeouts, a share of errors, or
-added latency. Each changes only its own part of the behaviour, and its heal puts only that
+as ``colony provider set`` does): a full outage, a share of timeouts, a share of errors,
+added latency, or a share of bad answers (garbage, a wrong amount or state, oversize, a slow
+body). Each changes only its own part of the behaviour, and its heal puts only that
 part back to the default (no fault), so faults of different kinds can overlap and a heal
 needs no memory of what was there before."""
 
@@ -21,6 +22,11 @@ HEALTHY: dict[str, Any] = {
     "timeout_rate": 0.0,
     "error_rate": 0.0,
     "latency": {"p50_ms": 0.0, "p99_ms": 0.0},
+    "garbage_rate": 0.0,
+    "wrong_amount_rate": 0.0,
+    "wrong_state_rate": 0.0,
+    "oversize_rate": 0.0,
+    "slow_body_rate": 0.0,
 }
 
 

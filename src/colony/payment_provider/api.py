@@ -28,6 +28,14 @@ IdempotencyKey = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
 IntentStatus = Literal["authorized", "declined", "captured", "voided", "refunded"]
 DeclineCode = Literal["card_declined", "insufficient_funds", "generic_decline"]
 Rate = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+BadAnswer = Literal["garbage", "wrong_amount", "wrong_state", "oversize", "slow_body"]
+BAD_ANSWERS: tuple[BadAnswer, ...] = (
+    "garbage",  # the status of a success, a body that is not JSON
+    "wrong_amount",  # well-formed, naming another amount than the one the effect was of
+    "wrong_state",  # well-formed, naming another status than the intent is in
+    "oversize",  # the right JSON, padded to far more than any answer needs
+    "slow_body",  # headers at once, then half the body, then nothing for hang_seconds
+)
 LatencyMs = Annotated[float, msgspec.Meta(ge=0.0, le=MAX_LATENCY_MS)]
 
 
@@ -97,14 +105,29 @@ class Latency(_Request, frozen=True):
 
 
 class Behaviour(_Request, frozen=True):
-    """How the provider misbehaves. Omitted fields take their default (PUT replaces it all)."""
+    """How the provider misbehaves. Omitted fields take their default (PUT replaces it all).
+
+    The ``*_rate`` fields of :data:`BAD_ANSWERS` are shares of successful answers spoiled on
+    their way out, after the effect (at most one per answer, so together at most 1)."""
 
     latency: Latency = Latency()
     decline_rate: Rate = 0.0
     error_rate: Rate = 0.0
     timeout_rate: Rate = 0.0
     outage: bool = False
+    garbage_rate: Rate = 0.0
+    wrong_amount_rate: Rate = 0.0
+    wrong_state_rate: Rate = 0.0
+    oversize_rate: Rate = 0.0
+    slow_body_rate: Rate = 0.0
     seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if sum(getattr(self, f"{kind}_rate") for kind in BAD_ANSWERS) > 1:
+            raise ValueError("the bad answers' rates must add up to at most 1")
+
+    def bad_answer_rates(self) -> dict[BadAnswer, float]:
+        return {kind: getattr(self, f"{kind}_rate") for kind in BAD_ANSWERS}
 
 
 class Totals(msgspec.Struct, frozen=True, kw_only=True):
@@ -123,6 +146,7 @@ class Stats(msgspec.Struct, frozen=True, kw_only=True):
     injected_errors: int
     timeouts_before_effect: int
     timeouts_after_effect: int
+    bad_answers: int
     audit_requests: int
     authorizations: int
     declines: int

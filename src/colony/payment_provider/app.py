@@ -52,6 +52,7 @@ class Provider:
             injected_errors=c.injected_errors,
             timeouts_before_effect=c.timeouts_before_effect,
             timeouts_after_effect=c.timeouts_after_effect,
+            bad_answers=c.bad_answers,
             audit_requests=c.audit_requests,
             **await self.ledger.counts(),
             totals=await self.ledger.totals(),

@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass, fields
 from typing import Literal
 
-from colony.payment_provider.api import Behaviour
+from colony.payment_provider.api import BadAnswer, Behaviour
 
 # z-score of the 99th percentile of a standard normal distribution.
 _Z99 = 2.3263478740408408
@@ -52,6 +52,19 @@ class Dice:
             return None
         return "after" if self._rng.random() < 0.5 else "before"
 
+    def bad_answer(self) -> BadAnswer | None:
+        """How a successful answer is spoiled, if it is. One draw, and none while no bad
+        answer is set, so a seed chosen for the other faults keeps its sequence."""
+        rates = self.behaviour.bad_answer_rates()
+        if not any(rates.values()):
+            return None
+        draw = self._rng.random()
+        for kind, rate in rates.items():
+            if draw < rate:
+                return kind
+            draw -= rate
+        return None
+
 
 @dataclass
 class Counters:
@@ -63,6 +76,7 @@ class Counters:
     injected_errors: int = 0
     timeouts_before_effect: int = 0
     timeouts_after_effect: int = 0
+    bad_answers: int = 0
     audit_requests: int = 0
     """Requests marked as a marketplace's audit (``x-colony-purpose: audit``), in ``requests``
     too: checking, not paying, so load tests can tell the two apart."""

@@ -1,4 +1,5 @@
-"""Injecting the faults around the payment API: outage, latency, errors and timeouts.
+"""Injecting the faults around the payment API: outage, latency, errors, timeouts and bad
+answers.
 
 An ASGI middleware, so the handlers stay plain. Admin routes are never faulted; an outage
 refuses everything else (``/health`` included) with a quick 503. Latency, errors and timeouts
@@ -8,20 +9,41 @@ comes first: for half of them *after* the handler's effect is committed (the res
 sent late, or never if the client left), for the other half *before* the handler runs (no
 effect ever; a client still waiting after the hang gets a 504). Both are what a client sees as
 a timeout, and only asking the provider about its Idempotency-Key tells them apart.
+
+A bad answer spoils a success (a 2xx) on its way out, *after* the handler's effect is
+committed and its true result stored under the Idempotency-Key: the body replaced by one that
+is not JSON, an amount or a status that is not the intent's, the right JSON padded to
+``OVERSIZE_BYTES``, or half the body and then a hang as above. What the provider did is only
+what asking it again tells. Refusals and errors are never spoiled: a bad answer is a lie
+about a success, and the test it serves is whether a client believes it.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import msgspec
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from colony.payment_provider.api import BadAnswer
 from colony.payment_provider.behaviour import Counters, Dice
 from colony.platform.errors import ColonyError, ServiceUnavailable
 from colony.platform.logging import get_logger
 from colony.platform.web.problems import problem_response
 
 HANG_SECONDS = 30.0
+OVERSIZE_BYTES = 1024 * 1024
+GARBAGE = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+# The status a wrong_state answer names instead of the true one.
+_OTHER_STATE = {
+    "authorized": "captured",
+    "declined": "authorized",
+    "captured": "refunded",
+    "voided": "authorized",
+    "refunded": "captured",
+    "succeeded": "pending",
+}
 _log = get_logger("payment-provider")
 
 
@@ -63,6 +85,7 @@ class FaultInjector:
         delay = self.dice.latency_seconds()
         error = self.dice.error_status()
         timeout = self.dice.timeout()
+        bad = self.dice.bad_answer()
         if delay:
             await asyncio.sleep(delay)
         if error is not None:
@@ -94,7 +117,48 @@ class FaultInjector:
                 for message in held:
                     await send(message)
             return
+        if bad is not None:
+            await self._answer_badly(bad, scope, receive, send)
+            return
         await self.app(scope, receive, send)
+
+    async def _answer_badly(
+        self, bad: BadAnswer, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        held: list[Message] = []
+
+        async def hold(message: Message) -> None:
+            held.append(message)
+
+        await self.app(scope, receive, hold)
+        start, body = held[0], b"".join(m.get("body", b"") for m in held[1:])
+        if not 200 <= start["status"] < 300:
+            for message in held:
+                await send(message)
+            return
+        self.counters.bad_answers += 1
+        _log.info("simulated bad answer", path=scope.get("path"), bad=bad)
+        content_type = b"application/json"
+        if bad == "garbage":
+            body, content_type = GARBAGE, b"text/html"
+        elif bad in ("wrong_amount", "wrong_state"):
+            body = _misstated(body, bad)
+        elif bad == "oversize":
+            body += b" " * (OVERSIZE_BYTES - len(body))
+        headers = [
+            (name, value)
+            for name, value in start.get("headers", [])
+            if name not in (b"content-length", b"content-type")
+        ]
+        headers += [(b"content-length", str(len(body)).encode()), (b"content-type", content_type)]
+        await send({**start, "headers": headers})
+        if bad == "slow_body":
+            half = len(body) // 2
+            await send({"type": "http.response.body", "body": body[:half], "more_body": True})
+            if await self._hang(receive):
+                return
+            body = body[half:]
+        await send({"type": "http.response.body", "body": body})
 
     async def _hang(self, receive: Receive) -> bool:
         """Sleep past any sane client timeout; True if the client disconnected meanwhile."""
@@ -113,3 +177,12 @@ async def _disconnected(receive: Receive) -> None:
     except ColonyError:
         # An oversize body stops the reading, not the hang.
         await asyncio.Event().wait()
+
+
+def _misstated(body: bytes, bad: BadAnswer) -> bytes:
+    answer: dict[str, Any] = msgspec.json.decode(body)
+    if bad == "wrong_amount":
+        answer["amount"] += 1
+    else:
+        answer["status"] = _OTHER_STATE[answer["status"]]
+    return msgspec.json.encode(answer)

@@ -6,6 +6,7 @@ after a crash or a retry has its effect once.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import msgspec
@@ -30,8 +31,6 @@ class CheckoutState(msgspec.Struct, kw_only=True):
     total_minor: int
     currency: str
     address: Address
-    card_number: str | None
-    """Kept only until the payment is authorized."""
     shipment_ids: list[str] = msgspec.field(default_factory=list)
 
 
@@ -49,6 +48,43 @@ class RefundState(msgspec.Struct, kw_only=True):
     what it recorded as refunded before, however often the step ran."""
 
 
+class Cards:
+    """Each checkout's card number, from the order's placing to its authorization, in this
+    process's memory alone. The saga's state is written to disk, and a card number must never
+    be (what a marketplace keeps is the provider's intent id and the last four digits), so it
+    is not there. A checkout taken up after a crash, or by another replica, finds no card and
+    ends cancelled; payments voids whatever its authorization may have left held.
+
+    An entry leaves once the authorization is answered, once the checkout turns round, and at
+    the latest ``keep_seconds`` after it came (the order's deadline)."""
+
+    def __init__(self, keep_seconds: float) -> None:
+        self.keep_seconds = keep_seconds
+        self._cards: dict[str, tuple[str, float]] = {}
+
+    def keep(self, order_id: str, card_number: str) -> None:
+        now = time.monotonic()
+        # Dicts keep insertion order, so the expired are at the front.
+        while self._cards:
+            oldest, (_, until) = next(iter(self._cards.items()))
+            if until > now:
+                break
+            del self._cards[oldest]
+        self._cards[order_id] = (card_number, now + self.keep_seconds)
+
+    def card_for(self, order_id: str) -> str | None:
+        kept = self._cards.get(order_id)
+        if kept is None or kept[1] <= time.monotonic():
+            return None
+        return kept[0]
+
+    def forget(self, order_id: str) -> None:
+        self._cards.pop(order_id, None)
+
+    def __len__(self) -> int:
+        return len(self._cards)
+
+
 @dataclass(frozen=True)
 class Dependencies:
     catalog: CatalogApi
@@ -57,6 +93,7 @@ class Dependencies:
     delivery: DeliveryApi
     cart: CartApi
     reservation_ttl_seconds: float
+    cards: Cards
 
 
 def checkout_saga(deps: Dependencies) -> SagaDefinition[CheckoutState]:
@@ -87,7 +124,10 @@ def checkout_saga(deps: Dependencies) -> SagaDefinition[CheckoutState]:
     async def release(state: CheckoutState) -> None:
         await deps.inventory.release_reservation(SYSTEM, state.order_id)
 
-    async def authorize(state: CheckoutState) -> CheckoutState:
+    async def authorize(state: CheckoutState) -> None:
+        card_number = deps.cards.card_for(state.order_id)
+        if card_number is None:
+            raise Conflict("The checkout was interrupted; please check out again.")
         shares: dict[str, int] = {}
         for line in state.lines:
             shares[line.seller_id] = shares.get(line.seller_id, 0) + line.line_total_minor
@@ -97,13 +137,13 @@ def checkout_saga(deps: Dependencies) -> SagaDefinition[CheckoutState]:
             state.buyer_id,
             state.total_minor,
             state.currency,
-            state.card_number or "",
+            card_number,
             shares,
         )
-        state.card_number = None
-        return state
+        deps.cards.forget(state.order_id)
 
     async def void(state: CheckoutState) -> None:
+        deps.cards.forget(state.order_id)
         await deps.payments.void(SYSTEM, state.order_id)
 
     async def create_shipments(state: CheckoutState) -> CheckoutState:

@@ -38,6 +38,7 @@ from colony.services.orders.api import (
 from colony.services.orders.projections import BuyerHistory, SellerQueue
 from colony.services.orders.sagas import (
     CancellationState,
+    Cards,
     CheckoutState,
     Dependencies,
     RefundState,
@@ -85,6 +86,10 @@ class _Hooks(SagaHooks[S], Generic[S]):
 
 
 class CheckoutHooks(_Hooks[CheckoutState]):
+    def __init__(self, streams: OrderStreams, outbox: Any, cards: Cards) -> None:
+        super().__init__(streams, outbox)
+        self.cards = cards
+
     _EVENTS: dict[str, Any] = {
         "reserve_stock": lambda s, at: domain.StockReserved(at=at, reservation_id=s.order_id),
         "authorize_payment": lambda s, at: domain.PaymentAuthorized(
@@ -111,6 +116,8 @@ class CheckoutHooks(_Hooks[CheckoutState]):
         )
 
     async def failed(self, saga_id: str, step: str, reason: str, state: CheckoutState) -> None:
+        # Turned round, the checkout never authorizes: its card is needed no more.
+        self.cards.forget(saga_id)
         await self.streams.append(
             saga_id, domain.CheckoutFailed(at=utc_now_iso(), step=step, reason=reason)
         )
@@ -215,7 +222,9 @@ class OrdersService:
             delivery=ctx.client(DeliveryApi),
             cart=self.cart,
             reservation_ttl_seconds=settings.reservation_ttl_seconds,
+            cards=Cards(keep_seconds=settings.order_deadline_seconds),
         )
+        self.cards = deps.cards
         policy = SagaPolicy(
             step_timeout=settings.saga_step_timeout_seconds,
             attempts=settings.saga_step_attempts,
@@ -225,7 +234,11 @@ class OrdersService:
         )
         owner = f"orders/{settings.instance}"
         self.checkout = SagaEngine(
-            ctx.db, checkout_saga(deps), CheckoutHooks(self.streams, ctx.outbox), owner, policy
+            ctx.db,
+            checkout_saga(deps),
+            CheckoutHooks(self.streams, ctx.outbox, deps.cards),
+            owner,
+            policy,
         )
         self.cancellation = SagaEngine(
             ctx.db,
@@ -296,10 +309,11 @@ class OrdersService:
             total_minor=sum(line.line_total_minor for line in lines),
             currency=currencies.pop(),
             address=address,
-            card_number=card_number,
         )
 
         async def place() -> OrderAccepted:
+            # Kept in memory before the saga begins, since it starts running once this commits.
+            self.cards.keep(state.order_id, card_number)
             async with self.db.transaction():
                 deadline = await self.checkout.begin(state.order_id, state)
                 await self.streams.append(
@@ -322,9 +336,15 @@ class OrdersService:
                 status_url=f"/api/v1/orders/{state.order_id}",
             )
 
-        if request is None:
-            return await place()
-        accepted, _ = await run_once(self.db, request, OrderAccepted, place)
+        try:
+            if request is None:
+                return await place()
+            accepted, _ = await run_once(self.db, request, OrderAccepted, place)
+        except Exception:
+            self.cards.forget(state.order_id)
+            raise
+        if accepted.order_id != state.order_id:
+            self.cards.forget(state.order_id)  # another request with the key placed it first
         return accepted
 
     # --- reading orders -------------------------------------------------------------------

@@ -10,6 +10,12 @@ the request's effect, because that is what the caller must act on:
   connection lost after sending, a 502/504). Only asking the provider about the
   Idempotency-Key, or repeating the request with the same key, settles it.
 - :class:`ProviderRefused`: a 4xx answer; the provider refused and did nothing.
+
+A success is believed only if it is well-formed and about what was asked (OWASP API10:
+unsafe consumption of APIs): the status the endpoint answers, at most ``MAX_ANSWER_BYTES``
+of JSON of the expected shape, naming the intent, key, amount and state the request was
+about. Anything else is an :class:`UntrustedAnswer`, an ``OutcomeUnknown``: the request may
+have taken effect, and only asking the provider again settles what it did.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
@@ -25,37 +31,52 @@ from colony.platform.errors import DeadlineExceeded, ServiceUnavailable
 from colony.platform.http_client import HttpClient
 from colony.platform.resilience import NotSent
 
+T = TypeVar("T")
 DEPENDENCY = "payment-provider"
 PURPOSE_HEADER = "x-colony-purpose"
 """Says a request checks rather than pays (the audit), so the provider can count it apart."""
 _auditing: ContextVar[bool] = ContextVar("auditing", default=False)
 IntentStatus = Literal["authorized", "declined", "captured", "voided", "refunded"]
 
+MAX_ANSWER_BYTES = 64 * 1024
+"""Far more than any answer of the provider's; a larger one is not believed."""
+
 _encode = msgspec.json.Encoder().encode
 _problem = msgspec.json.Decoder(dict[str, Any])
 # Statuses after which the provider may have acted: a proxy or gateway gave up waiting.
 _AMBIGUOUS_STATUSES = frozenset({502, 504})
 
+# An intent's id goes into the paths of our later requests: nothing that could leave them.
+ProviderId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,100}$")]
+Money = Annotated[int, msgspec.Meta(ge=0)]
+CurrencyCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
+
 
 class Intent(msgspec.Struct, frozen=True, kw_only=True):
     """A payment intent as the provider reports it (fields we do not use are ignored)."""
 
-    id: str
+    id: ProviderId
     status: IntentStatus
-    amount: int
-    currency: str
-    captured_amount: int
-    refunded_amount: int
-    decline_code: str | None = None
-    card_last4: str
-    idempotency_key: str
+    amount: Money
+    currency: CurrencyCode
+    captured_amount: Money
+    refunded_amount: Money
+    decline_code: Annotated[str, msgspec.Meta(max_length=100)] | None = None
+    card_last4: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4}$")]
+    idempotency_key: Annotated[str, msgspec.Meta(max_length=255)]
+
+    @property
+    def charged(self) -> int:
+        """What the provider holds of the buyer's money: captured, less refunded."""
+        return self.captured_amount - self.refunded_amount
 
 
 class Refund(msgspec.Struct, frozen=True, kw_only=True):
-    id: str
-    payment_intent: str
-    amount: int
-    currency: str
+    id: ProviderId
+    payment_intent: ProviderId
+    amount: Money
+    currency: CurrencyCode
+    status: Literal["succeeded"]
 
 
 class _AuthorizeBody(msgspec.Struct, frozen=True, kw_only=True):
@@ -80,6 +101,10 @@ class ProviderUnavailable(ProviderError):
 
 class OutcomeUnknown(ProviderError):
     """The request may have taken effect; never assume either way."""
+
+
+class UntrustedAnswer(OutcomeUnknown):
+    """A success we cannot believe (see the module's docstring)."""
 
 
 class ProviderRefused(ProviderError):
@@ -152,9 +177,13 @@ class ProviderClient:
             raise OutcomeUnknown(f"the connection to the payment provider broke: {exc}") from exc
         return response.status, response.body
 
-    async def _send(self, method: str, path: str, **kwargs: Any) -> bytes:
+    async def _send(self, method: str, path: str, expected: int = 200, **kwargs: Any) -> bytes:
         status, payload = await self._call(method, path, **kwargs)
         if status < 400:
+            if status != expected:
+                raise UntrustedAnswer(f"the payment provider answered {status}, not {expected}")
+            if len(payload) > MAX_ANSWER_BYTES:
+                raise UntrustedAnswer(f"the payment provider answered {len(payload)} bytes")
             return payload
         if status in _AMBIGUOUS_STATUSES:
             raise OutcomeUnknown(f"the payment provider answered {status}")
@@ -175,8 +204,10 @@ class ProviderClient:
                 amount=amount, currency=currency, card_number=card_number, metadata=metadata
             )
         )
-        payload = await self._send("POST", "/v1/payment_intents", body=body, key=key)
-        return _intent_decoder.decode(payload)
+        payload = await self._send("POST", "/v1/payment_intents", 201, body=body, key=key)
+        intent = _decoded(_intent_decoder, payload)
+        expect_authorization(intent, key, amount, currency)
+        return intent
 
     async def find_by_key(self, key: str) -> Intent | None:
         """The intent an authorization with ``key`` created; None if it never took effect."""
@@ -188,7 +219,9 @@ class ProviderClient:
             if exc.status == 404:
                 return None
             raise
-        return _intent_decoder.decode(payload)
+        intent = _decoded(_intent_decoder, payload)
+        _expect(intent.idempotency_key == key, "an intent of another key")
+        return intent
 
     async def get(self, intent_id: str) -> Intent | None:
         try:
@@ -197,23 +230,67 @@ class ProviderClient:
             if exc.status == 404:
                 return None
             raise
-        return _intent_decoder.decode(payload)
+        intent = _decoded(_intent_decoder, payload)
+        _expect(intent.id == intent_id, "another intent")
+        return intent
 
     async def capture(self, intent_id: str, key: str) -> Intent:
+        """Captures the whole authorization."""
         payload = await self._send(
             "POST", f"/v1/payment_intents/{intent_id}/capture", body=b"{}", key=key
         )
-        return _intent_decoder.decode(payload)
+        intent = _decoded(_intent_decoder, payload)
+        _expect(intent.id == intent_id, "another intent")
+        _expect(intent.status == "captured", f"a capture leaving the intent {intent.status}")
+        _expect(intent.captured_amount == intent.amount, "a capture of part of the amount")
+        return intent
 
     async def void(self, intent_id: str, key: str) -> Intent:
         payload = await self._send("POST", f"/v1/payment_intents/{intent_id}/void", key=key)
-        return _intent_decoder.decode(payload)
+        intent = _decoded(_intent_decoder, payload)
+        _expect(intent.id == intent_id, "another intent")
+        _expect(intent.status == "voided", f"a void leaving the intent {intent.status}")
+        return intent
 
     async def refund(self, intent_id: str, key: str, amount: int) -> Refund:
         payload = await self._send(
             "POST",
             f"/v1/payment_intents/{intent_id}/refunds",
+            201,
             body=_encode(_RefundBody(amount=amount)),
             key=key,
         )
-        return _refund_decoder.decode(payload)
+        refund = _decoded(_refund_decoder, payload)
+        _expect(refund.payment_intent == intent_id, "a refund of another intent")
+        _expect(refund.amount == amount, f"a refund of {refund.amount}, not {amount}")
+        return refund
+
+
+def expect_authorization(intent: Intent, key: str, amount: int, currency: str) -> None:
+    """Raises :class:`UntrustedAnswer` unless ``intent`` is what an authorization with ``key``
+    of ``amount`` ``currency`` must have made: authorized or declined, nothing captured."""
+    _expect(intent.idempotency_key == key, "an intent of another key")
+    _expect(
+        (intent.amount, intent.currency) == (amount, currency),
+        f"an authorization of {intent.amount} {intent.currency}, not {amount} {currency}",
+    )
+    _expect(
+        intent.status in ("authorized", "declined") and intent.captured_amount == 0,
+        f"a new authorization already {intent.status}",
+    )
+    _expect(
+        (intent.status == "declined") == (intent.decline_code is not None),
+        "a decline without a code, or a code without a decline",
+    )
+
+
+def _decoded(decoder: msgspec.json.Decoder[T], payload: bytes) -> T:
+    try:
+        return decoder.decode(payload)
+    except msgspec.DecodeError as exc:  # ValidationError too: a wrong shape
+        raise UntrustedAnswer(f"the payment provider's answer is malformed: {exc}") from None
+
+
+def _expect(holds: bool, otherwise: str) -> None:
+    if not holds:
+        raise UntrustedAnswer(f"the payment provider answered with {otherwise}")

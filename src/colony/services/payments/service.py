@@ -53,7 +53,9 @@ from colony.services.payments.provider import (
     ProviderError,
     ProviderRefused,
     ProviderUnavailable,
+    UntrustedAnswer,
     auditing,
+    expect_authorization,
 )
 from colony.services.payments.provider import Refund as ProviderRefund
 
@@ -325,6 +327,14 @@ class PaymentsService:
                 key, amount_minor, currency, card_number, {"order_id": order_id}
             )
 
+        # Noted before the provider is asked: from here until its answer is recorded the card
+        # may be held (a lost or untrusted answer, a crash), and a void, or the audit, must
+        # ask the provider. Recording the authorization removes the note.
+        noted = await self.db.execute(
+            "INSERT INTO unsettled_authorizations (order_id, at) VALUES (?, ?)"
+            " ON CONFLICT (order_id) DO NOTHING",
+            (order_id, utc_now_iso()),
+        )
         ambiguous = False
         try:
             try:
@@ -334,20 +344,23 @@ class PaymentsService:
                 # Ask about the key rather than guess; only a 404 (the authorization never
                 # took effect) allows another attempt, and it reuses the key.
                 found = await self.provider.find_by_key(key)
-                intent = found if found is not None else await attempt()
+                if found is None:
+                    return await attempt()
+                expect_authorization(found, key, amount_minor, currency)
+                intent = found
         except ProviderError as exc:
-            if ambiguous:
-                # The card may be held with nothing recorded here: a void must ask.
+            if noted and not ambiguous:
+                # A refusal or a request never sent: certainly nothing is held.
                 await self.db.execute(
-                    "INSERT INTO unsettled_authorizations (order_id, at) VALUES (?, ?)"
-                    " ON CONFLICT (order_id) DO NOTHING",
-                    (order_id, utc_now_iso()),
+                    "DELETE FROM unsettled_authorizations WHERE order_id = ?", (order_id,)
                 )
             if isinstance(exc, ProviderRefused):
                 raise _refused(exc) from exc
+            if isinstance(exc, UntrustedAnswer):
+                _log.warning(
+                    "untrusted answer from the provider", order_id=order_id, error=str(exc)
+                )
             raise _unavailable(exc) from exc
-        if intent.amount != amount_minor or intent.currency != currency:
-            raise Conflict("The provider holds another authorization for this order.")
         return intent
 
     async def _record_authorization(
@@ -491,14 +504,22 @@ class PaymentsService:
         return await self._record_void(order_id)
 
     async def _release_unrecorded(self, order_id: str) -> None:
-        """An authorize whose answer was lost (ServiceUnavailable to the caller) may still have
-        put a hold on the card; the caller's void is then the only chance to release it."""
+        """An authorize whose answer was lost or not believed (ServiceUnavailable to the
+        caller), or cut short by a crash, may still have put a hold on the card; the caller's
+        void is then the only chance to release it (or to refund it, had it been captured)."""
         try:
             intent = await self.provider.find_by_key(authorize_key(order_id))
             if intent is not None and intent.status == "authorized":
                 intent_id = intent.id
                 await self._settled(
                     lambda: self.provider.void(intent_id, f"colony-{order_id}-void")
+                )
+            elif intent is not None and intent.charged > 0:
+                intent_id, amount = intent.id, intent.charged
+                await self._settled(
+                    lambda: self.provider.refund(
+                        intent_id, f"colony-{order_id}-refund-unrecorded", amount
+                    )
                 )
         except ProviderRefused as exc:
             raise _refused(exc) from exc
@@ -830,13 +851,13 @@ class PaymentsService:
         self, payments: list[Payment], unsettled: list[str]
     ) -> tuple[list[str], list[str], list[str]]:
         """Provider mismatches, double charges, and the unsettled authorizations that turn out
-        to hold a card (open, though no payment was recorded for them)."""
+        to hold a card (open, though no payment was recorded for them). An unsettled one the
+        provider captured is money taken with no payment to show for it: a mismatch."""
         gate = asyncio.Semaphore(AUDIT_CONCURRENCY)
 
-        async def holds(order_id: str) -> bool:
+        async def left_at_provider(order_id: str) -> Intent | None:
             async with gate:
-                intent = await self.provider.find_by_key(authorize_key(order_id))
-            return intent is not None and intent.status == "authorized"
+                return await self.provider.find_by_key(authorize_key(order_id))
 
         async def intents(payment: Payment) -> list[Intent | None]:
             async with gate:
@@ -848,8 +869,10 @@ class PaymentsService:
 
         with auditing():  # counted apart at the provider: checking is not paying
             results = await asyncio.gather(*(intents(p) for p in payments), return_exceptions=True)
-            held = await asyncio.gather(*(holds(o) for o in unsettled), return_exceptions=True)
-        for result in [*results, *held]:
+            stranded = await asyncio.gather(
+                *(left_at_provider(o) for o in unsettled), return_exceptions=True
+            )
+        for result in [*results, *stranded]:
             if isinstance(result, ProviderError):
                 raise ServiceUnavailable(
                     f"The audit could not ask the payment provider about every payment: {result}"
@@ -872,4 +895,11 @@ class PaymentsService:
             # one our key created and the one we recorded (the same, unless something is off).
             if sum(1 for i in result if i is not None and i.captured_amount > 0) > 1:
                 doubles.append(payment.order_id)
-        return mismatches, doubles, [o for o, h in zip(unsettled, held, strict=True) if h is True]
+        held = []
+        for order_id, intent in zip(unsettled, stranded, strict=True):
+            assert not isinstance(intent, BaseException)
+            if intent is not None and intent.status == "authorized":
+                held.append(order_id)
+            elif intent is not None and intent.charged > 0:
+                mismatches.append(order_id)
+        return sorted(mismatches), doubles, held
