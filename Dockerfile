@@ -26,11 +26,14 @@ RUN python -m pip wheel --wheel-dir /wheels '.[distributed]'
 
 # --- runtime: a virtual environment with the wheels installed, run as a non-root user ----------
 FROM ${PYTHON_IMAGE} AS runtime
+# /keys is owned by the user so a new named volume mounted there (compose's colony-keys)
+# takes that owner: `colony keys init` can write the keys into it, and only that user read them.
 RUN groupadd --system --gid 10001 colony \
     && useradd --system --uid 10001 --gid colony --home-dir /home/colony --create-home \
         --shell /usr/sbin/nologin colony \
-    && mkdir -p /data \
-    && chown colony:colony /data
+    && mkdir -p /data /keys \
+    && chown colony:colony /data /keys \
+    && chmod 0700 /keys
 ENV VIRTUAL_ENV=/opt/colony \
     PATH=/opt/colony/bin:$PATH \
     PIP_NO_CACHE_DIR=1 \

@@ -31,18 +31,22 @@ import pytest
 import yaml
 from kubernetes_validate import utils as kubernetes_validate
 
-from colony.composition import SERVICE_NAMES, service_definitions
+from colony.composition import IDENTITIES, OPERATOR_IDENTITIES, SERVICE_NAMES, service_definitions
 from colony.platform.config import Settings
+from colony.platform.runtime.interface import interface_methods
+from colony.platform.runtime.topology import Topology
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 KUBERNETES = DEPLOY / "kubernetes"
 NATS_CONF = DEPLOY / "nats" / "nats.conf"
+ROLES_SQL = DEPLOY / "postgres" / "roles.sql"
+COLONY = str(Path(sys.executable).parent / "colony")
 KUBERNETES_VERSION = "1.37"  # the newest that kubernetes-validate 1.37 ships schemas for
 
 PROCESSES = (*SERVICE_NAMES, "gateway")
 COMPANIONS = {"payment-provider": "colony.payment_provider", "mail-sink": "colony.mail_sink"}
-TARGETS = ("base", "dependencies", "overlays/dev", "overlays/production")
+TARGETS = ("base", "dependencies", "overlays/dev", "overlays/production", "operations")
 OVERLAYS = ("overlays/dev", "overlays/production")
 NAMESPACES = {"overlays/dev": "colony-dev", "overlays/production": "colony"}
 LABEL_KEYS = ("app.kubernetes.io/name", "app.kubernetes.io/component", "app.kubernetes.io/part-of")
@@ -56,8 +60,13 @@ CLUSTER_SCOPED = {
     "CustomResourceDefinition",
     "PriorityClass",
 }
-# Supplied by the operator from a secret store in production (see the overlay's kustomization).
-EXTERNAL_SECRETS = {"overlays/production": {"colony-database"}}
+# Supplied by the operator: the signing keys always (made by `colony keys init`, never in the
+# repository), the DSNs too in production (see the overlay's kustomization).
+KEYS_SECRET = "colony-keys"
+EXTERNAL_SECRETS = {
+    "overlays/dev": {KEYS_SECRET},
+    "overlays/production": {KEYS_SECRET, "colony-database"},
+}
 
 
 # --------------------------------------------------------------------------- a small kustomize
@@ -342,6 +351,11 @@ def split_dsn(dsn: str) -> tuple[str, int, str, str, str, str]:
         url.path.lstrip("/"),
         schema,
     )
+
+
+def service_role(database: str, service: str) -> str:
+    """The role roles.sql makes for a service (and, in development, its password)."""
+    return f"{database}_{service}"
 
 
 @functools.cache
@@ -686,7 +700,8 @@ def test_dev_runs_its_dependencies_in_cluster() -> None:
     assert set(statefulsets) == {"postgres", "nats"}
     for deployment in by_kind(resources, "Deployment").values():
         assert deployment["spec"]["replicas"] == 1
-    # The services' DSNs log in as the in-cluster PostgreSQL's user, to its database.
+    # Each service's DSN logs in to the in-cluster PostgreSQL's database as the service's own
+    # role, which roles.sql (deploy/postgres/roles.sql verbatim) makes at the first start.
     secrets = by_kind(resources, "Secret")
     credentials = secrets["postgres-credentials"]["stringData"]
     for name in SERVICE_NAMES:
@@ -694,11 +709,20 @@ def test_dev_runs_its_dependencies_in_cluster() -> None:
             secrets["colony-database"]["stringData"][f"{name}-dsn"]
         )
         assert (host, port, schema) == ("postgres", 5432, name)
-        assert (user, password, database) == (
-            credentials["POSTGRES_USER"],
-            credentials["POSTGRES_PASSWORD"],
-            credentials["POSTGRES_DB"],
-        )
+        assert database == credentials["POSTGRES_DB"]
+        assert user == password == service_role(database, name) != credentials["POSTGRES_USER"]
+    init = by_kind(resources, "ConfigMap")["postgres-init"]["data"]
+    assert init == {"roles.sql": ROLES_SQL.read_text()}
+    postgres = statefulsets["postgres"]["spec"]["template"]["spec"]
+    (volume,) = (
+        v for v in postgres["volumes"] if v.get("configMap", {}).get("name") == "postgres-init"
+    )
+    (mount,) = (
+        m
+        for m in main_container(statefulsets["postgres"])["volumeMounts"]
+        if m["name"] == volume["name"]
+    )
+    assert mount["mountPath"] == "/docker-entrypoint-initdb.d" and mount["readOnly"]
     # NATS runs with deploy/nats/nats.conf, and keeps JetStream on its persistent volume.
     config = by_kind(resources, "ConfigMap")["nats-config"]["data"]["nats.conf"]
     assert config == NATS_CONF.read_text()
@@ -746,6 +770,211 @@ def test_nats_configuration_is_durable_and_valid() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+# --------------------------------------------------------------------------- keys and policies
+
+OPERATOR_POD_LABELS = {
+    name: {
+        "app.kubernetes.io/name": name,
+        "app.kubernetes.io/component": "operator",
+        "app.kubernetes.io/part-of": "colony",
+    }
+    for name in OPERATOR_IDENTITIES
+}
+"""How an operator's command runs in the cluster: a pod labelled with its identity, as the
+Jobs in deploy/kubernetes/operations are."""
+ANYONE = "anyone"
+
+
+def declared_callers(service: str) -> set[str]:
+    """Who may call ``service``: every identity some method of its interface lists."""
+    (definition,) = (d for d in service_definitions() if d.name == service)
+    return set().union(*(method.callers for method in interface_methods(definition.api).values()))
+
+
+def pods(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every pod template of the rendering (workloads and Jobs)."""
+    return [r for r in resources if r["kind"] in (*WORKLOADS, "Job")]
+
+
+def label_selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A Kubernetes label selector (matchLabels and matchExpressions); empty selects all."""
+    if any(labels.get(key) != value for key, value in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator = expression["key"], expression["operator"]
+        values = set(expression.get("values", []))
+        held = {
+            "In": key in labels and labels[key] in values,
+            "NotIn": key not in labels or labels[key] not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[operator]
+        if not held:
+            return False
+    return True
+
+
+def admitted(resources: list[dict[str, Any]], target: dict[str, Any], port: int) -> set[str] | None:
+    """Whose connections to ``target``'s pods on ``port`` the NetworkPolicies admit: the
+    app.kubernetes.io/name of every pod they let in (Colony's and the operator's), ANYONE when
+    a rule admits sources beyond this namespace's pods; None when no policy selects the pods
+    (then Kubernetes admits everything)."""
+    labels = pod_labels(target)
+    container = main_container(target)
+    sources = [pod_labels(p) for p in pods(resources)] + list(OPERATOR_POD_LABELS.values())
+    selecting = [
+        policy
+        for policy in by_kind(resources, "NetworkPolicy").values()
+        if label_selects(policy["spec"]["podSelector"], labels)
+        and "Ingress" in policy["spec"].get("policyTypes", ["Ingress"])
+    ]
+    if not selecting:
+        return None
+    allowed: set[str] = set()
+    for policy in selecting:
+        for rule in policy["spec"].get("ingress", []):
+            ports = rule.get("ports")
+            if ports is not None and port not in {
+                container_port(container, p["port"]) for p in ports
+            }:
+                continue
+            if "from" not in rule:
+                allowed.add(ANYONE)
+            for peer in rule.get("from", []):
+                if set(peer) != {"podSelector"}:  # a namespaceSelector or an ipBlock
+                    allowed.add(ANYONE)
+                    continue
+                allowed |= {
+                    source["app.kubernetes.io/name"]
+                    for source in sources
+                    if label_selects(peer["podSelector"], source)
+                }
+    return allowed
+
+
+def test_operator_jobs_run_as_their_identity() -> None:
+    """The label the policies admit an operator's command by is the one its Job's pod has."""
+    jobs = by_kind(rendered("operations"), "Job")
+    assert jobs
+    for job in jobs.values():
+        labels = pod_labels(job)
+        identity = labels["app.kubernetes.io/name"]
+        assert identity in OPERATOR_IDENTITIES
+        assert labels == OPERATOR_POD_LABELS[identity]
+        assert argv(main_container(job))[:2] == ["colony", identity]
+        assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+
+
+def test_operator_topology_places_every_service_at_its_service_name() -> None:
+    (config,) = by_kind(rendered("operations"), "ConfigMap").values()
+    topology = msgspec.convert(tomllib.loads(config["data"]["topology.toml"]), Topology)
+    assert set(topology.services) == set(SERVICE_NAMES)
+    for name, placement in topology.services.items():
+        assert not placement.local and placement.binding == "http"
+        assert placement.addresses == (f"http://{name}:8080",)
+    (job,) = by_kind(rendered("operations"), "Job").values()
+    command = argv(main_container(job))
+    mounts = {m["name"]: m["mountPath"] for m in main_container(job)["volumeMounts"]}
+    volume = next(
+        v["name"]
+        for v in job["spec"]["template"]["spec"]["volumes"]
+        if v.get("configMap", {}).get("name") == config["metadata"]["name"]
+    )
+    assert command[command.index("--topology") + 1] == f"{mounts[volume]}/topology.toml"
+
+
+def test_network_policies_admit_exactly_the_declared_callers(
+    overlay: tuple[str, list[dict[str, Any]]],
+) -> None:
+    """Each service accepts connections from the identities its interface lists as callers and
+    from no one else, so a change to a @callers list must be made here too; the gateway from
+    anyone, on its port; every other Colony pod from no one but its one client."""
+    target, resources = overlay
+    deployments = by_kind(resources, "Deployment")
+    port = int(by_kind(resources, "ConfigMap")["colony-config"]["data"]["COLONY_PORT"])
+    for name in SERVICE_NAMES:
+        assert admitted(resources, deployments[name], port) == declared_callers(name), (
+            f"{target}: {name}"
+        )
+    assert admitted(resources, deployments["gateway"], port) == {ANYONE}
+    assert admitted(resources, deployments["payment-provider"], 8181) == {"payments"}
+    assert admitted(resources, deployments["mail-sink"], 8025) == {"notifications"}
+    assert admitted(resources, deployments["mail-sink"], 8026) == set()
+    for name, statefulset in by_kind(resources, "StatefulSet").items():
+        for declared in main_container(statefulset)["ports"]:
+            expected = {
+                ("postgres", 5432): set(SERVICE_NAMES),
+                ("nats", 4222): {*SERVICE_NAMES, "gateway"},
+            }.get((name, declared["containerPort"]), set())
+            assert admitted(resources, statefulset, declared["containerPort"]) == expected
+    # Every Colony pod is under a policy: none is open because nothing selected it.
+    for workload in pods(resources):
+        assert admitted(resources, workload, 1) == set(), workload["metadata"]["name"]
+
+
+def test_policies_fail_when_a_caller_is_missing() -> None:
+    """The check above sees a change: a policy that forgets one caller admits one too few."""
+    resources = rendered("overlays/dev")
+    policy = next(
+        p
+        for p in by_kind(resources, "NetworkPolicy").values()
+        if p["spec"]["podSelector"]["matchLabels"].get("app.kubernetes.io/name") == "payments"
+    )
+    peers = policy["spec"]["ingress"][0]["from"]
+    peers[:] = [
+        p for p in peers if p["podSelector"]["matchLabels"]["app.kubernetes.io/name"] != "verify"
+    ]
+    payments = by_kind(resources, "Deployment")["payments"]
+    assert admitted(resources, payments, 8080) == declared_callers("payments") - {"verify"}
+
+
+@pytest.mark.parametrize("target", [*OVERLAYS, "operations"])
+def test_each_pod_mounts_its_own_key_alone(target: str) -> None:
+    """A Colony process's pod mounts, from the keys Secret, the trust bundle and its own
+    identity's key, read-only, where COLONY_KEYS_DIR points, as a whole volume (a subPath
+    mount would never see a rotated key); pods that sign nothing mount no key at all."""
+    resources = rendered(target)
+    config = by_kind(rendered("base"), "ConfigMap")["colony-config"]["data"]
+    assert KEYS_SECRET not in by_kind(resources, "Secret")  # never in the repository
+    for workload in pods(resources):
+        name = workload["metadata"]["name"]
+        spec = workload["spec"]["template"]["spec"]
+        keys = [
+            v
+            for v in spec.get("volumes", [])
+            if v.get("secret", {}).get("secretName") == KEYS_SECRET
+        ]
+        command = argv(main_container(workload))
+        if command[:1] != ["colony"]:
+            assert not keys, f"{name} signs nothing and needs no key"
+            continue
+        identity = pod_labels(workload)["app.kubernetes.io/name"]
+        assert identity in IDENTITIES, name
+        assert identity == (command[2] if command[1] == "serve" else command[1]), name
+        (volume,) = keys
+        secret = volume["secret"]
+        wanted = {"trust.json", f"{identity}.json"}
+        assert {item["key"] for item in secret["items"]} == wanted, name
+        assert all(item["path"] == item["key"] for item in secret["items"]), name
+        assert secret["defaultMode"] == 0o400, name
+        for container in _containers(workload):
+            mounts = [m for m in container.get("volumeMounts", []) if m["name"] == volume["name"]]
+            if container is not main_container(workload):
+                assert not mounts, f"{name}/{container['name']} needs no key"
+                continue
+            (mount,) = mounts
+            assert mount["mountPath"] == config["COLONY_KEYS_DIR"] and mount["readOnly"], name
+            assert "subPath" not in mount and "subPathExpr" not in mount, name
+            assert {"configMapRef": {"name": "colony-config"}} in container["envFrom"], name
+
+
+def test_roles_script_makes_every_services_role() -> None:
+    """roles.sql names the services there are (a new service needs its role)."""
+    match = re.search(r"ARRAY\[(.*?)\]", ROLES_SQL.read_text(), re.DOTALL)
+    assert match, "roles.sql names no services"
+    assert re.findall(r"'(\w+)'", match[1]) == list(SERVICE_NAMES)
+
+
 # --------------------------------------------------------------------------- compose
 
 
@@ -759,7 +988,7 @@ WRAPPER = ["/bin/sh", "-c", 'COLONY_INSTANCE="$${HOSTNAME}" exec colony "$$@"', 
 
 def test_compose_runs_every_process(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {*PROCESSES, *COMPANIONS, "postgres", "nats"}
+    assert set(services) == {*PROCESSES, *COMPANIONS, "keys", "postgres", "nats"}
     images = {services[name]["image"] for name in (*PROCESSES, *COMPANIONS)}
     assert len(images) == 1, images
     for name in PROCESSES:
@@ -804,11 +1033,12 @@ def test_compose_environment_is_colony_settings(compose: dict[str, Any]) -> None
         dsns = sorted(k for k in environ if k.endswith("_DSN"))
         assert dsns == ([] if name == "gateway" else [f"COLONY_{name.upper()}_DSN"]), name
         if name != "gateway":
+            role = service_role(credentials["POSTGRES_DB"], name)
             assert split_dsn(settings.dsn_for(name)) == (
                 "postgres",
                 5432,
-                credentials["POSTGRES_USER"],
-                credentials["POSTGRES_PASSWORD"],
+                role,
+                role,
                 credentials["POSTGRES_DB"],
                 name,
             )
@@ -866,6 +1096,36 @@ def _topological_order(graph: dict[str, list[str]]) -> list[str]:
     for node in graph:
         visit(node)
     return order
+
+
+def test_compose_gives_every_process_the_keys(compose: dict[str, Any], tmp_path: Path) -> None:
+    """A one-shot service makes the keys in a volume that each Colony process mounts
+    read-only once it has finished; what it runs makes every identity's key."""
+    services = compose["services"]
+    keys = services["keys"]
+    volume, directory = keys["volumes"][0].split(":")
+    assert keys["volumes"] == [f"{volume}:{directory}"] and volume in compose["volumes"]
+    assert keys["image"] == services["gateway"]["image"] and keys["restart"] == "no"
+    command = [*keys["entrypoint"], *keys["command"]]
+    assert command[:3] == ["colony", "keys", "init"]
+    assert command[command.index("--dir") + 1] == directory
+    for name in PROCESSES:
+        service = services[name]
+        assert service["environment"]["COLONY_KEYS_DIR"] == directory, name
+        assert f"{volume}:{directory}:ro" in service["volumes"], name
+        assert service["depends_on"]["keys"] == {"condition": "service_completed_successfully"}
+    for name in (*COMPANIONS, "postgres", "nats"):
+        assert not any(v.startswith(f"{volume}:") for v in services[name].get("volumes", []))
+    made = tmp_path / "keys"
+    arguments = [made if part == directory else part for part in command[1:]]
+    subprocess.run([COLONY, *map(str, arguments)], check=True, timeout=60, capture_output=True)
+    assert {p.name for p in made.iterdir()} == {"trust.json", *(f"{i}.json" for i in IDENTITIES)}
+
+
+def test_compose_postgres_makes_the_services_roles(compose: dict[str, Any]) -> None:
+    postgres = compose["services"]["postgres"]
+    mounts = dict(volume.split(":", 2)[:2] for volume in postgres["volumes"])
+    assert mounts["./deploy/postgres/roles.sql"] == "/docker-entrypoint-initdb.d/roles.sql"
 
 
 def test_compose_nats_and_volumes(compose: dict[str, Any]) -> None:
