@@ -9,6 +9,7 @@ validates bodies and query strings, and gives the JSON Schema that the OpenAPI d
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -121,13 +122,21 @@ class ApiRouter:
         return register
 
     def routes(self) -> list[Route]:
+        """One route per path, holding each of its methods: a method the path does not have
+        is then a 405 whose ``Allow`` names all those it does (a route per method would
+        name only its own)."""
+        by_path: dict[str, dict[str, Operation]] = {}
+        for op in self.operations:
+            by_path.setdefault(op.path, {})[op.method] = op
         return [
-            Route(self.prefix + op.path, self._endpoint(op), methods=[op.method])
-            for op in self.operations
+            Route(self.prefix + path, self._endpoint(ops), methods=list(ops))
+            for path, ops in by_path.items()
         ]
 
-    def _endpoint(self, op: Operation) -> Callable[[Request], Awaitable[Response]]:
+    def _endpoint(self, ops: dict[str, Operation]) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
+            # Starlette answers HEAD wherever GET is declared, with GET's headers.
+            op = ops["GET"] if request.method == "HEAD" else ops[request.method]
             with context.call_context(request.headers.get(CORRELATION_HEADER)) as cid:
                 try:
                     return await self._handle(op, request, cid)
@@ -142,17 +151,15 @@ class ApiRouter:
         call = Call(request)
         if op.auth:
             call.actor = await self.authenticate(request)
+        for name, value in request.path_params.items():
+            if isinstance(value, str) and "\x00" in value:
+                raise InvalidInput(f"The path segment {name!r} may not contain NUL characters.")
         if op.query is not None:
             call.query = _decode_query(request, op.query)
         raw = b""
         if op.body_decoder is not None:
             raw = await _read_json(request)
-            try:
-                call.body = op.body_decoder.decode(raw)
-            except msgspec.ValidationError as exc:
-                raise InvalidInput(str(exc)) from None
-            except msgspec.DecodeError as exc:
-                raise MalformedRequest(f"The body is not valid JSON: {exc}") from None
+            call.body = decode_json_body(raw, op.body_decoder)
         idempotency = _idempotency(request, call.actor, raw) if op.idempotent else None
         if idempotency is None and op.idempotency_required:
             raise MalformedRequest(
@@ -175,6 +182,66 @@ class ApiRouter:
         )
 
 
+def decode_json_body(raw: bytes, decoder: msgspec.json.Decoder[Any]) -> Any:
+    """``raw`` decoded to the decoder's type, or the problem saying why not: 400 for what is
+    not JSON at all (bad UTF-8, bad syntax, nested past ``MAX_JSON_DEPTH``, a key given twice),
+    422 for JSON of the wrong shape or with NUL characters in its text."""
+    _check_depth(raw)
+    try:
+        value = decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput(str(exc)) from None
+    except (msgspec.DecodeError, UnicodeError, RecursionError) as exc:
+        raise MalformedRequest(f"The body is not valid JSON: {exc}") from None
+    _check_no_duplicate_keys(raw)
+    if b"\\u0000" in raw and _ESCAPED_NUL.search(raw):
+        # PostgreSQL's text cannot hold NUL, and no field of ours has a use for it.
+        raise InvalidInput("Text in the body may not contain NUL characters (\\u0000).")
+    return value
+
+
+MAX_JSON_DEPTH = 32
+"""Arrays and objects inside each other, at most: every body of ours needs a few, and a
+decoder that recurses into an untyped field would otherwise go as deep as the body allows."""
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKET = re.compile(rb"[\[\]{}]")
+_ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def _check_depth(raw: bytes) -> None:
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
+        return  # too few brackets to nest that deep: the common case, at C speed
+    depth = 0
+    for bracket in _BRACKET.findall(_STRING.sub(b'""', raw)):
+        depth += 1 if bracket in b"[{" else -1
+        if depth > MAX_JSON_DEPTH:
+            raise MalformedRequest(
+                f"The body nests arrays and objects more than {MAX_JSON_DEPTH} deep."
+            )
+
+
+def _check_no_duplicate_keys(raw: bytes) -> None:
+    """Decoders disagree on ``{"a": 1, "a": 2}`` (msgspec keeps the last, others the first),
+    so a proxy in front could check one value and the service act on the other: refused."""
+    if raw.count(b":") < 2:
+        return  # one key at most
+    try:
+        json.loads(raw, object_pairs_hook=_unique_keys)
+    except (ValueError, RecursionError) as exc:  # what msgspec took and json does not
+        raise MalformedRequest(f"The body is not valid JSON: {exc}") from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise MalformedRequest(f"The key {key!r} is given more than once in one object.")
+            seen.add(key)
+    return found
+
+
 async def _read_json(request: Request) -> bytes:
     content_type = request.headers.get("content-type", "")
     if content_type.split(";")[0].strip().lower() not in ("application/json", ""):
@@ -190,6 +257,8 @@ def _decode_query(request: Request, query_type: Any) -> Any:
     for key, value in request.query_params.multi_items():
         if key in params:
             raise InvalidInput(f"The query parameter {key!r} is given more than once.")
+        if "\x00" in value:
+            raise InvalidInput(f"The query parameter {key!r} may not contain NUL characters.")
         if value != "":
             params[key] = value
     try:

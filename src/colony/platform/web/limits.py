@@ -1,17 +1,40 @@
-"""A cap on request body size, enforced while the body streams in (413 past it)."""
+"""Bounds on a request's body while it streams in: its size (413 past it) and the time it may
+take to arrive (408 past it).
+
+The time bound is for the client that sends a byte now and then to hold a connection and a
+task for as long as it likes; the server's own header timeout (:mod:`server`) stops the same
+client before its headers are done.
+"""
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from colony.platform.errors import PayloadTooLarge
+from colony.platform.errors import ColonyError, PayloadTooLarge
 from colony.platform.web.problems import problem_response
+
+BODY_READ_SECONDS = 5.0
+"""The whole body, from the first wait for it to its last byte: 64 KiB in 5 s is 13 KB/s,
+which any client that means to send it manages."""
+
+
+class RequestTimeout(ColonyError):
+    status = 408
+    slug = "request-timeout"
+    title = "The request did not arrive in time"
 
 
 class BodySizeLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, read_seconds: float = BODY_READ_SECONDS
+    ) -> None:
+        if read_seconds <= 0:
+            raise ValueError("a body read timeout must be positive")
         self.app = app
         self.max_bytes = max_bytes
+        self.read_seconds = read_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -24,16 +47,30 @@ class BodySizeLimit:
                     return
                 break
         received = 0
-        too_large = False
+        body_done = False
+        give_up_at: float | None = None
+        loop = asyncio.get_running_loop()
 
         async def limited_receive() -> Message:
-            nonlocal received, too_large
-            message = await receive()
+            nonlocal received, body_done, give_up_at
+            if body_done:  # later waits are for the client to hang up: not ours to bound
+                return await receive()
+            if give_up_at is None:
+                give_up_at = loop.time() + self.read_seconds
+            try:
+                async with asyncio.timeout_at(give_up_at):
+                    message = await receive()
+            except TimeoutError:
+                raise RequestTimeout(
+                    f"The body did not arrive within {self.read_seconds:g} s."
+                ) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    too_large = True
                     raise PayloadTooLarge(self._detail())
+                body_done = not message.get("more_body", False)
+            else:
+                body_done = True
             return message
 
         await self.app(scope, limited_receive, send)

@@ -7,6 +7,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from colony.platform import context
 from colony.platform.errors import (
@@ -22,11 +23,13 @@ _encode = msgspec.json.Encoder().encode
 _log = get_logger("web")
 
 
-def problem_response(error: ColonyError, instance: str | None = None) -> Response:
+def problem_response(
+    error: ColonyError, instance: str | None = None, headers: dict[str, str] | None = None
+) -> Response:
     problem = error.to_problem(instance)
     if cid := context.correlation_id():
         problem.setdefault("correlation_id", cid)
-    headers = {}
+    headers = dict(headers or {})
     if error.status == 401:
         headers["www-authenticate"] = "Bearer"
     return Response(
@@ -48,7 +51,8 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
         error = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
     else:
         error = _generic(exc.status_code, str(exc.detail))
-    return problem_response(error, request.url.path)
+    # Starlette's own headers say what the client needs next (the Allow of a 405).
+    return problem_response(error, request.url.path, dict(exc.headers or {}))
 
 
 async def _timed_out(request: Request, exc: Exception) -> Response:
@@ -77,3 +81,92 @@ def install_problem_handlers(app: Starlette) -> None:
     app.add_exception_handler(HTTPException, _http_exception)
     app.add_exception_handler(TimeoutError, _timed_out)
     app.add_exception_handler(Exception, _unexpected)
+
+
+PUBLIC_DETAILS = {
+    "service-unavailable": "A service is unavailable right now; try again shortly"
+    " (a POST with the same Idempotency-Key).",
+    "circuit-open": "A service is failing; try again shortly"
+    " (a POST with the same Idempotency-Key).",
+    "overloaded": "Too many requests at once; try again in a second.",
+    "deadline-exceeded": "No answer in time; try again shortly"
+    " (a POST with the same Idempotency-Key).",
+}
+"""What the public is told of a server-side problem, by its type; any other: its title."""
+_PUBLIC_FIELDS = ("type", "title", "status", "instance", "correlation_id")
+
+
+class PublicProblems:
+    """ASGI middleware for a public edge: a problem with a 5xx status keeps its type, title,
+    status, instance and correlation id, and its detail becomes one written for the public.
+
+    Why: the detail of a server-side problem is written for operators, and may come from deep
+    inside (a service's address, a database driver's words, an exception's text); the
+    correlation id finds it in the logs, where it is written in full. A 4xx problem is the
+    client's own doing and its detail tells it what to change, so it passes untouched.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        held: Message | None = None
+        body = bytearray()
+
+        async def rewrite(message: Message) -> None:
+            nonlocal held
+            if message["type"] == "http.response.start":
+                if message["status"] >= 500 and _is_problem(message):
+                    held = message
+                    return
+                await send(message)
+                return
+            if held is None or message["type"] != "http.response.body":
+                await send(message)
+                return
+            body.extend(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            public = _public_problem(bytes(body), scope)
+            headers = [(k, v) for k, v in held["headers"] if k != b"content-length"]
+            headers.append((b"content-length", str(len(public)).encode()))
+            await send({**held, "headers": headers})
+            await send({"type": "http.response.body", "body": public})
+
+        await self.app(scope, receive, rewrite)
+
+
+def _is_problem(start: Message) -> bool:
+    for name, value in start.get("headers", ()):
+        if name == b"content-type":
+            media_type: bytes = value.split(b";")[0].strip()
+            return media_type == PROBLEM_JSON.encode()
+    return False
+
+
+def _public_problem(body: bytes, scope: Scope) -> bytes:
+    try:
+        problem = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        problem = {}
+    if not isinstance(problem, dict):
+        problem = {}
+    slug = str(problem.get("type", "")).rsplit("/", 1)[-1]
+    public = {key: problem[key] for key in _PUBLIC_FIELDS if key in problem}
+    public.setdefault("title", ColonyError.title)
+    public["detail"] = PUBLIC_DETAILS.get(slug, public["title"])
+    # Passing trouble (a dependency down, the edge full) is answered often and logged where it
+    # happens; anything else is kept here in full, for the correlation id to find.
+    log = _log.debug if slug in PUBLIC_DETAILS else _log.warning
+    log(
+        "server-side problem answered",
+        path=scope.get("path"),
+        method=scope.get("method"),
+        problem_type=slug or None,
+        detail=problem.get("detail"),
+        correlation_id=problem.get("correlation_id"),
+    )
+    return _encode(public)

@@ -5,6 +5,12 @@ twice as fast as uvicorn on this class of machine, and embedding keeps every ser
 gateway on one event loop in the one-process topology. It sets TCP_NODELAY on every accepted
 connection (seen with strace), as aiohttp does on the client side, so small responses are not
 held back by Nagle's algorithm.
+
+A slow client cannot hold a connection: its request's headers must all arrive within
+``HEADER_READ_SECONDS`` of their first byte (granian closes the connection otherwise; the same
+bound closes a kept-alive connection idle that long), and its body within the bound
+:class:`colony.platform.web.limits.BodySizeLimit` sets. HTTP/1.1 only: no client of ours
+speaks HTTP/2 without TLS, and serving it would open a second set of limits to get right.
 """
 
 from __future__ import annotations
@@ -16,16 +22,30 @@ import random
 import socket
 from pathlib import Path
 
-from granian.constants import Interfaces
+from granian.constants import HTTPModes, Interfaces
+from granian.http import HTTP1Settings
 from granian.server.embed import Server
 from starlette.types import ASGIApp
 
 logging.getLogger("_granian").setLevel(logging.WARNING)
 logging.getLogger("granian").setLevel(logging.ERROR)
 
+HEADER_READ_SECONDS = 10.0
+"""A request's headers, from their first byte to their end: they come in one packet from any
+client that is not holding the connection on purpose."""
+
 
 class HttpServer:
-    def __init__(self, app: ASGIApp, host: str, port: int, backlog: int = 1024) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        host: str,
+        port: int,
+        backlog: int = 1024,
+        header_read_seconds: float = HEADER_READ_SECONDS,
+    ) -> None:
+        if header_read_seconds <= 0:
+            raise ValueError("a header read timeout must be positive")
         self.host = host
         self.port = port
         self._server = Server(
@@ -33,6 +53,8 @@ class HttpServer:
             address=host,
             port=port,
             interface=Interfaces.ASGINL,
+            http=HTTPModes.http1,
+            http1_settings=HTTP1Settings(header_read_timeout=round(header_read_seconds * 1000)),
             log_enabled=False,
             backlog=backlog,
             websockets=False,

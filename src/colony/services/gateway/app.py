@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import ipaddress
+from collections.abc import Collection
 from pathlib import Path
 
 import msgspec
@@ -12,16 +15,22 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from colony.platform import faults
 from colony.platform.config import Settings
 from colony.platform.errors import NotFound
 from colony.platform.web.access_log import AccessLog
 from colony.platform.web.api import openapi_document
+from colony.platform.web.cors import CrossOrigin
 from colony.platform.web.deadline import RequestDeadline
 from colony.platform.web.limits import BodySizeLimit
-from colony.platform.web.problems import install_problem_handlers
+from colony.platform.web.problems import (
+    PublicProblems,
+    install_problem_handlers,
+    problem_response,
+)
+from colony.platform.web.security_headers import LOCAL_PROXIES, SecurityHeaders
 from colony.services.gateway.api_orders import add_order_routes
 from colony.services.gateway.api_v1 import build_api
 from colony.services.gateway.auth import Authenticator
@@ -33,13 +42,27 @@ API_DESCRIPTION = (
     "Colony's public API. Errors are RFC 9457 problem details. Every POST accepts an"
     " Idempotency-Key header. Authenticate with a bearer token from POST /api/v1/tokens."
 )
-_DOCS_PAGE = """<!doctype html>
+# validatorUrl null: Swagger UI would otherwise show a badge fetched from swagger.io.
+_DOCS_SCRIPT = 'SwaggerUIBundle({url: "/api/openapi.json", dom_id: "#docs", validatorUrl: null});'
+_DOCS_PAGE = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Colony API</title>
 <link rel="stylesheet" href="/api/docs/assets/swagger-ui.css"></head>
 <body><div id="docs"></div>
 <script src="/api/docs/assets/swagger-ui-bundle.js"></script>
-<script>SwaggerUIBundle({url: "/api/openapi.json", dom_id: "#docs"});</script>
+<script>{_DOCS_SCRIPT}</script>
 </body></html>"""
+_DOCS_SCRIPT_HASH = base64.b64encode(hashlib.sha256(_DOCS_SCRIPT.encode()).digest()).decode()
+DOCS_POLICY = (
+    f"default-src 'none'; script-src 'self' 'sha256-{_DOCS_SCRIPT_HASH}';"
+    " style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self';"
+    " frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+"""The API docs page runs Swagger UI: its bundle from here, its one inline script by hash, its
+requests to this API alone. Inline styles are allowed: Swagger UI sets style attributes."""
+INTERNAL_PATHS = ("/admin/", "/rpc/")
+"""Operators' and services' paths: answered to this machine alone, and never to a request a
+proxy forwarded (behind a proxy on this host every client would look local)."""
+_FORWARDED = (b"forwarded", b"x-forwarded-for", b"x-forwarded-proto", b"x-real-ip")
 CRITICAL_SERVICES = frozenset(
     {"identity", "catalog", "inventory", "cart", "orders", "payments", "delivery"}
 )
@@ -51,7 +74,16 @@ have fallbacks (a buyer browses and buys while they are down), so they only ever
 gateway degraded, never unready; so does a service added later until it is judged here."""
 
 
-def create_app(backends: Backends, settings: Settings, auth: Authenticator) -> ASGIApp:
+def create_app(
+    backends: Backends,
+    settings: Settings,
+    auth: Authenticator,
+    cors_origins: Collection[str] = (),
+    trusted_proxies: Collection[str] = LOCAL_PROXIES,
+) -> ASGIApp:
+    """The gateway. ``cors_origins``: the origins (``https://shop.example``) whose pages may
+    call the API from a browser, none by default. ``trusted_proxies``: the addresses whose
+    ``X-Forwarded-Proto`` is believed, this host's by default."""
     api = build_api(backends, auth, settings.search_stale_seconds)
     add_order_routes(api, backends, settings.recommendations_timeout_seconds)
     openapi = msgspec.json.encode(
@@ -88,9 +120,7 @@ def create_app(backends: Backends, settings: Settings, auth: Authenticator) -> A
         )
 
     async def dependencies(request: Request) -> Response:
-        # The public edge shows its internals to operators on this machine alone.
-        if not _from_this_machine(request):
-            raise NotFound(f"No resource at {request.url.path}")
+        # Only operators on this machine get here (see LocalOnly below).
         return Response(msgspec.json.encode(backends.dependencies()), media_type="application/json")
 
     routes: list[BaseRoute] = [
@@ -117,12 +147,39 @@ def create_app(backends: Backends, settings: Settings, auth: Authenticator) -> A
     bounded = RequestDeadline(
         BodySizeLimit(app, settings.max_body_bytes), settings.request_deadline_seconds, [reads]
     )
-    limited = protect(bounded, settings, auth)
-    return AccessLog(limited) if settings.access_log else limited
+    limited = protect(LocalOnly(bounded, INTERNAL_PATHS), settings, auth)
+    edge = SecurityHeaders(
+        CrossOrigin(PublicProblems(limited), cors_origins),
+        policies=[("/api/docs", DOCS_POLICY)],
+        trusted_proxies=trusted_proxies,
+    )
+    return AccessLog(edge) if settings.access_log else edge
 
 
-def _from_this_machine(request: Request) -> bool:
-    host = request.client.host if request.client else ""
+class LocalOnly:
+    """``app``, where paths under ``prefixes`` are a 404 to anyone but this machine."""
+
+    def __init__(self, app: ASGIApp, prefixes: tuple[str, ...]) -> None:
+        self.app = app
+        self.prefixes = prefixes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"].startswith(self.prefixes)
+            and not _from_this_machine(scope)
+        ):
+            error = NotFound(f"No resource at {scope['path']}")
+            await problem_response(error, scope["path"])(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _from_this_machine(scope: Scope) -> bool:
+    if any(name in _FORWARDED for name, _ in scope["headers"]):
+        return False
+    client = scope.get("client")
+    host = client[0] if client else ""
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:

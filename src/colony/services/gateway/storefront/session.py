@@ -62,6 +62,8 @@ def require_role(actor: Actor | None, role: Role, next_path: str) -> Actor:
 
 
 def start_session(request: Request, response: Response, token: str, ttl_seconds: int) -> None:
+    # What the rest of this request binds to (a new CSRF token): the session it starts.
+    request.state.session_token = token
     response.set_cookie(
         SESSION_COOKIE,
         token,
@@ -74,6 +76,7 @@ def start_session(request: Request, response: Response, token: str, ttl_seconds:
 
 
 def end_session(request: Request, response: Response) -> None:
+    request.state.session_token = ""
     response.delete_cookie(
         SESSION_COOKIE,
         path="/",

@@ -42,6 +42,7 @@ _SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
     "referrer-policy": "same-origin",
 }
+_SERVER_TROUBLE = "Something went wrong on our side. Please try again in a moment."
 # The header's unread count is a nicety: a slow notifications service must not hold up every
 # page, so past this it is left out.
 HEADER_BUDGET_SECONDS = 0.5
@@ -171,13 +172,21 @@ class Site:
                         return redirect(
                             login_url(here(request) if request.method == "GET" else "/")
                         )
+                    if exc.status >= 500:
+                        # Written for operators, perhaps deep inside (an address, a driver's
+                        # words): logged, and the page says what a shopper can do.
+                        _log.warning(
+                            "storefront page failed",
+                            path=request.url.path,
+                            problem_type=exc.slug,
+                            detail=exc.detail,
+                        )
+                        return await self.error_page(request, exc.status, _SERVER_TROUBLE)
                     return await self.error_page(request, exc.status, exc.detail)
                 except HTTPException as exc:  # e.g. a body the form parser cannot read
                     return await self.error_page(request, exc.status_code, str(exc.detail))
                 except Exception:
                     _log.exception("storefront page failed", path=request.url.path)
-                    return await self.error_page(
-                        request, 500, "Something went wrong on our side. Please try again."
-                    )
+                    return await self.error_page(request, 500, _SERVER_TROUBLE)
 
         return endpoint
