@@ -48,24 +48,29 @@ class HttpClient:
         (None: the system's resolver). Set it before the first guarded request: the seam
         where tests put names of their own."""
         self._sessions: dict[OutboundGuard | None, aiohttp.ClientSession] = {}
+        self._resolvers: dict[OutboundGuard, GuardedResolver] = {}
 
     def _http(self, guard: OutboundGuard | None = None) -> aiohttp.ClientSession:
         session = self._sessions.get(guard)
         if session is None or session.closed:
             # aiohttp sets TCP_NODELAY; a bound per host so one slow host cannot take the pool.
+            resolver = None
+            if guard is not None:
+                # A connector closes only the resolvers it made itself: this one is ours.
+                resolver = self._resolvers[guard] = GuardedResolver(guard, self.resolver)
             connector = aiohttp.TCPConnector(
-                limit=0,
-                limit_per_host=64,
-                keepalive_timeout=30,
-                resolver=None if guard is None else GuardedResolver(guard, self.resolver),
+                limit=0, limit_per_host=64, keepalive_timeout=30, resolver=resolver
             )
             session = self._sessions[guard] = aiohttp.ClientSession(connector=connector)
         return session
 
     async def close(self) -> None:
         sessions, self._sessions = list(self._sessions.values()), {}
+        resolvers, self._resolvers = list(self._resolvers.values()), {}
         for session in sessions:
             await session.close()
+        for resolver in resolvers:
+            await resolver.close()
 
     async def request(
         self,
