@@ -46,14 +46,26 @@ class Actor(msgspec.Struct, frozen=True, kw_only=True):
             raise Forbidden(f"This {what} belongs to another account.")
 
 
+class VerifiedToken(msgspec.Struct, frozen=True, kw_only=True):
+    """A token whose signature, issuer, audience and expiry have been checked."""
+
+    actor: Actor
+    token_id: str
+    """Its ``jti``: what a revocation names."""
+    expires_at: float
+
+
 class TokenVerifier:
-    """Verifies bearer tokens against a JWKS document (keys are looked up by ``kid``)."""
+    """Verifies bearer tokens against a JWKS document (keys are looked up by ``kid``), and
+    refuses tokens revoked before they expire (logged out)."""
 
     def __init__(self) -> None:
         self._keys: dict[str, Any] = {}
         # Verifying an EdDSA signature is the costliest part of a request that needs no
-        # other work; a token once verified stays valid until it expires (or keys change).
-        self._verified: LRUCache[str, tuple[Actor, float]] = LRUCache(maxsize=20_000)
+        # other work; a token once verified stays valid until it expires (or keys change), or
+        # is revoked: revocations are checked on every use, the cache notwithstanding.
+        self._verified: LRUCache[str, VerifiedToken] = LRUCache(maxsize=20_000)
+        self._revoked: dict[str, float] = {}
 
     def load_jwks(self, jwks: dict[str, Any]) -> None:
         keys = {}
@@ -68,20 +80,34 @@ class TokenVerifier:
         except jwt.PyJWTError:
             return True  # malformed: verify() will say why
 
+    def revoke(self, token_id: str, expires_at: float) -> None:
+        """Refuse the token with this ``jti`` from now on (until it would have expired)."""
+        now = time.time()
+        if expires_at > now:
+            self._revoked[token_id] = expires_at
+        if len(self._revoked) % 1024 == 0:
+            self._revoked = {jti: at for jti, at in self._revoked.items() if at > now}
+
     def cached(self, token: str) -> Actor | None:
-        """The actor of a token verified before and not yet expired, else None."""
+        """The actor of a token verified before, not yet expired nor revoked, else None."""
         known = self._verified.get(token)
-        return known[0] if known is not None and known[1] > time.time() else None
+        if known is None or known.expires_at <= time.time() or known.token_id in self._revoked:
+            return None
+        return known.actor
 
     def verify(self, token: str) -> Actor:
-        known = self.cached(token)
-        if known is not None:
-            return known
-        actor, expires = self._verify(token)
-        self._verified[token] = (actor, expires)
-        return actor
+        return self.verify_token(token).actor
 
-    def _verify(self, token: str) -> tuple[Actor, float]:
+    def verify_token(self, token: str) -> VerifiedToken:
+        known = self._verified.get(token)
+        if known is None or known.expires_at <= time.time():
+            known = self._verify(token)
+            self._verified[token] = known
+        if known.token_id in self._revoked:
+            raise Unauthorized("The token has been revoked (logged out); log in again.")
+        return known
+
+    def _verify(self, token: str) -> VerifiedToken:
         try:
             kid = jwt.get_unverified_header(token).get("kid")
             key = self._keys.get(kid) if kid is not None else None
@@ -93,7 +119,7 @@ class TokenVerifier:
                 algorithms=["EdDSA"],
                 audience=TOKEN_AUDIENCE,
                 issuer=TOKEN_ISSUER,
-                options={"require": ["exp", "iat", "sub", "iss", "aud"]},
+                options={"require": ["exp", "iat", "sub", "iss", "aud", "jti"]},
             )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("The token has expired.") from None
@@ -102,4 +128,8 @@ class TokenVerifier:
         role = claims.get("role")
         if role not in ("buyer", "seller", "admin"):
             raise Unauthorized("The token names no known role.")
-        return Actor(id=str(claims["sub"]), role=role), float(claims["exp"])
+        return VerifiedToken(
+            actor=Actor(id=str(claims["sub"]), role=role),
+            token_id=str(claims["jti"]),
+            expires_at=float(claims["exp"]),
+        )

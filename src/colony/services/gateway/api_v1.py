@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from colony.platform.errors import ColonyError, InvalidInput
 from colony.platform.web.api import ApiRouter, Call
@@ -18,11 +22,50 @@ from colony.services.catalog.api import (
     SearchQuery,
     SellerListings,
 )
-from colony.services.gateway.auth import Authenticator
+from colony.services.gateway.auth import Authenticator, bearer_token, client_address
 from colony.services.gateway.backends import Backends
 from colony.services.gateway.last_good import UNREACHABLE, LastGood
 from colony.services.identity.api import Account, Credentials, Jwks, Registration, TokenGrant
 from colony.services.inventory.api import Delta, Quantity, Reason, StockLevel
+
+TOKEN_PATHS = frozenset({"/api/v1/tokens"})
+"""Where answers carry a token: no cache, shared or the browser's own, may keep them."""
+
+
+class PublicApi(ApiRouter):
+    """The API's router, adding to every endpoint's answer what its problem or its path calls
+    for: ``Retry-After`` on a 429 a service raised (its problem carries ``retry_after``), and
+    ``Cache-Control: no-store`` on answers that carry a token."""
+
+    def routes(self) -> list[Route]:
+        return [
+            Route(
+                route.path,
+                _with_headers(route.endpoint, no_store=route.path in TOKEN_PATHS),
+                methods=list(route.methods or ()),
+            )
+            for route in super().routes()
+        ]
+
+
+def _with_headers(
+    endpoint: Callable[[Request], Awaitable[Response]], *, no_store: bool
+) -> Callable[[Request], Awaitable[Response]]:
+    async def answer(request: Request) -> Response:
+        response = await endpoint(request)
+        if response.status_code == 429 and "retry-after" not in response.headers:
+            try:
+                seconds = msgspec.json.decode(response.body).get("retry_after")
+            except (msgspec.DecodeError, AttributeError):
+                seconds = None
+            if isinstance(seconds, int | float) and seconds > 0:
+                response.headers["retry-after"] = str(max(1, round(seconds)))
+        if no_store:
+            response.headers["cache-control"] = "no-store"
+            response.headers["pragma"] = "no-cache"
+        return response
+
+    return answer
 
 
 class ListingDetail(msgspec.Struct, frozen=True, kw_only=True):
@@ -63,7 +106,7 @@ class SellerListingsQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
 def build_api(
     backends: Backends, auth: Authenticator, search_stale_seconds: float = 0.0
 ) -> ApiRouter:
-    api = ApiRouter("/api/v1", auth.bearer)
+    api = PublicApi("/api/v1", auth.bearer)
     last_searches: LastGood[SearchPage] = LastGood(search_stale_seconds)
     identity, catalog, inventory, cart = (
         backends.identity,
@@ -81,9 +124,11 @@ def build_api(
         body=Registration,
         response=Account,
         status=201,
-        errors=(409,),
+        errors=(422,),
     )
     async def register(call: Call) -> Account:
+        # An e-mail that has an account already gets the same answer (an account never
+        # stored), so that this cannot tell who has one; identity tells the owner.
         return await identity.register(call.body)
 
     @api.route(
@@ -93,10 +138,20 @@ def build_api(
         tag="identity",
         body=Credentials,
         response=TokenGrant,
-        errors=(401,),
+        errors=(401, 429),
     )
     async def issue_token(call: Call) -> TokenGrant:
-        return await identity.issue_token(call.body)
+        return await identity.issue_token(call.body, client_address(call.request))
+
+    @api.route(
+        "POST",
+        "/tokens/revoke",
+        summary="Log out: revoke the token this request carries",
+        tag="identity",
+        auth=True,
+    )
+    async def revoke_token(call: Call) -> None:
+        await auth.revoke(bearer_token(call.request))
 
     @api.route(
         "GET", "/me", summary="The signed-in account", tag="identity", response=Account, auth=True
