@@ -18,7 +18,9 @@ from typer.testing import CliRunner
 
 from colony.cli import provider as provider_cli
 from colony.payment_provider import CARD_APPROVED, CARD_DECLINED, CARD_INSUFFICIENT_FUNDS
+from colony.payment_provider.api import BAD_ANSWERS
 from colony.payment_provider.app import Provider, create_app
+from colony.payment_provider.faults import GARBAGE, OVERSIZE_BYTES
 from colony.payment_provider.server import database_path, open_provider
 from colony.platform.web.server import HttpServer, free_port, wait_for_port
 
@@ -352,6 +354,8 @@ async def test_a_seed_makes_the_faults_repeatable(api):
         {"latency": {"p50_ms": 10, "p99_ms": 10**9}},
         {"seed": 1.5},
         {"chaos": True},
+        {"garbage_rate": 1.5},
+        {"garbage_rate": 0.6, "wrong_state_rate": 0.5},
     ],
 )
 async def test_invalid_behaviour_is_a_422(api, behaviour):
@@ -365,6 +369,66 @@ async def test_reset_restores_defaults_and_zeroes_counters(api):
     reset = await api.post("/admin/reset")
     assert reset.json()["outage"] is False and reset.json()["decline_rate"] == 0
     assert (await stats(api))["requests"] == 0
+
+
+# Bad answers
+
+
+async def test_each_bad_answer_spoils_a_success_after_its_effect(api):
+    """What the client reads is wrong in its own way each time; what the provider did, and
+    what a repeat with the same key replays once healed, is the true result."""
+    for bad in ("garbage", "wrong_amount", "wrong_state", "oversize"):
+        await behave(api, **{f"{bad}_rate": 1.0})
+        key = uuid.uuid4().hex
+        spoiled = await api.post("/v1/payment_intents", json=PAYMENT, headers=keyed(key))
+        assert spoiled.status_code == 201, bad
+        assert int(spoiled.headers["content-length"]) == len(spoiled.content)
+        if bad == "garbage":
+            assert spoiled.content == GARBAGE
+        elif bad == "oversize":
+            assert len(spoiled.content) == OVERSIZE_BYTES
+            assert spoiled.json()["amount"] == 5000
+        elif bad == "wrong_amount":
+            assert spoiled.json()["amount"] == 5001
+        else:
+            assert spoiled.json()["status"] == "captured"
+        await behave(api)
+        replayed = await authorize(api, key)
+        assert (replayed["amount"], replayed["status"]) == (5000, "authorized"), bad
+    counted = await stats(api)
+    assert (counted["authorizations"], counted["bad_answers"]) == (4, 4)
+
+
+async def test_refusals_and_lookups_of_nothing_are_never_spoiled(api):
+    intent = await authorize(api, card_number=CARD_DECLINED)
+    await behave(api, garbage_rate=1.0)
+    url = f"/v1/payment_intents/{intent['id']}"
+    assert_problem(await api.post(f"{url}/capture", json={}, headers=keyed()), 409)
+    missing = await api.get("/v1/payment_intents", params={"idempotency_key": "never"})
+    assert_problem(missing, 404)
+    assert (await api.get(url)).content == GARBAGE  # a success, spoiled like any other
+    assert (await stats(api))["bad_answers"] == 1
+
+
+async def test_a_slow_body_sends_half_then_hangs(served):
+    async with httpx.AsyncClient(base_url=served) as client:
+        await client.put("/admin/behaviour", json={"slow_body_rate": 1.0})
+        key = uuid.uuid4().hex
+        with pytest.raises(httpx.ReadTimeout):
+            await client.post("/v1/payment_intents", json=PAYMENT, headers=keyed(key), timeout=0.5)
+        await client.put("/admin/behaviour", json={})
+        found = await client.get("/v1/payment_intents", params={"idempotency_key": key})
+        assert found.json()["status"] == "authorized"
+
+
+async def test_a_seed_without_bad_answers_keeps_its_sequence(api):
+    """Bad answers draw only while one is set: seeds chosen for the older faults still hold."""
+
+    async def statuses(**behaviour: Any) -> list[str]:
+        await behave(api, decline_rate=0.5, seed=7, **behaviour)
+        return [(await authorize(api))["status"] for _ in range(8)]
+
+    assert await statuses() == await statuses(garbage_rate=0.0)
 
 
 # The CLI and the process
@@ -406,6 +470,43 @@ async def test_cli_sets_shows_and_resets_the_behaviour(served):
     assert json.loads((await cli("stats", "--url", served)).stdout)["requests"] == 0
 
 
+async def test_cli_sets_the_bad_answers(served):
+    changed = await cli("set", "--url", served, "--garbage-rate", "0.1", "--slow-body-rate", "0.2")
+    assert changed.exit_code == 0, changed.output
+    more = await cli("set", "--url", served, "--wrong-amount-rate", "0.3", "--oversize-rate", "0")
+    assert more.exit_code == 0, more.output
+    behaviour = json.loads((await cli("status", "--url", served)).stdout)
+    rates = {kind: behaviour[f"{kind}_rate"] for kind in BAD_ANSWERS}
+    assert rates == {
+        "garbage": 0.1,
+        "wrong_amount": 0.3,
+        "wrong_state": 0.0,
+        "oversize": 0.0,
+        "slow_body": 0.2,
+    }
+    too_many = await cli("set", "--url", served, "--wrong-state-rate", "0.5")
+    assert too_many.exit_code == 1 and "422" in too_many.output
+
+
+async def test_cli_tunes_the_provider_the_marketplace_uses(served, monkeypatch):
+    """One setting, COLONY_PAYMENT_PROVIDER_URL, names the provider for the marketplace and
+    for every ``colony provider`` command; ``--url`` names another."""
+    monkeypatch.setenv("COLONY_PAYMENT_PROVIDER_URL", served)
+    monkeypatch.setenv("COLONY_PROVIDER_URL", f"http://127.0.0.1:{free_port()}")
+    changed = await cli("set", "--decline-rate", "0.5")
+    assert changed.exit_code == 0, changed.output
+    async with httpx.AsyncClient(base_url=served) as client:
+        assert (await client.get("/admin/behaviour")).json()["decline_rate"] == 0.5
+    assert json.loads((await cli("status")).stdout)["decline_rate"] == 0.5
+    assert json.loads((await cli("stats")).stdout)["requests"] == 0
+    assert (await cli("reset")).exit_code == 0
+    assert json.loads((await cli("status")).stdout)["decline_rate"] == 0
+
+    elsewhere = f"http://127.0.0.1:{free_port()}"
+    overridden = await cli("status", "--url", elsewhere)
+    assert overridden.exit_code == 1 and elsewhere in overridden.output
+
+
 def test_every_provider_command_has_help():
     for command in ("serve", "status", "stats", "set", "reset"):
         result = CliRunner().invoke(provider_cli.app, [command, "--help"])
@@ -415,6 +516,25 @@ def test_every_provider_command_has_help():
 async def test_cli_says_when_no_provider_answers():
     result = await cli("status", "--url", f"http://127.0.0.1:{free_port()}")
     assert result.exit_code == 1 and "No payment provider" in result.output
+
+
+async def test_serve_listens_where_the_marketplace_looks(tmp_path):
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "colony", "provider", "serve", "--data-dir", str(tmp_path)),
+        env={
+            **os.environ,
+            "COLONY_LOG_LEVEL": "warning",
+            "COLONY_PAYMENT_PROVIDER_URL": f"http://127.0.0.1:{port}",
+        },
+    )
+    try:
+        await wait_for_port("127.0.0.1", port)
+        health = await asyncio.to_thread(get_json, f"http://127.0.0.1:{port}/health")
+        assert health == {"status": "ok"}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), 10)
 
 
 async def test_python_dash_m_runs_it_with_its_books_on_disk(tmp_path):

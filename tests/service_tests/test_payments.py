@@ -1,9 +1,11 @@
 """Payments against the real provider simulator on a real port: the ledger, refunds and
-payouts, and a provider that declines, goes down or times out."""
+payouts, and a provider that declines, goes down, times out or answers what cannot be
+believed."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,6 +18,7 @@ import msgspec
 import pytest
 
 import colony.services.payments
+from colony.payment_provider.api import BAD_ANSWERS
 from colony.payment_provider.app import create_app
 from colony.payment_provider.server import open_provider
 from colony.platform.clock import utc_now_iso
@@ -139,6 +142,22 @@ async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 async def local(tmp_path: Path) -> AsyncIterator[World]:
     async with running(tmp_path) as w:
         yield w
+
+
+@pytest.fixture
+async def wary(tmp_path: Path) -> AsyncIterator[World]:
+    """A short provider timeout, for answers that hang half-sent."""
+    async with running(tmp_path, payment_timeout_seconds=0.25) as w:
+        yield w
+
+
+async def intent_of(w: World, order_id: str) -> dict[str, Any]:
+    """The provider's intent for the order's authorization, as the provider has it."""
+    response = await w.admin.get(
+        "/v1/payment_intents", params={"idempotency_key": f"colony-{order_id}-authorize"}
+    )
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
 
 
 # Authorize and capture
@@ -325,6 +344,135 @@ async def test_void_releases_an_authorization_whose_answer_was_lost(tmp_path):
         assert (await w.payments.audit(SYSTEM)).open_authorizations == []
         with pytest.raises(Conflict):
             await w.authorize(order)  # the provider would replay a stale "authorized"
+
+
+# Answers not to be believed (OWASP API10)
+
+
+@pytest.mark.parametrize("bad", BAD_ANSWERS)
+async def test_a_badly_answered_authorization_is_never_believed_and_the_void_releases_it(wary, bad):
+    order = new_order()
+    await wary.behave(**{f"{bad}_rate": 1.0})
+    with pytest.raises(ServiceUnavailable):
+        await wary.authorize(order)  # held at the provider; nothing here believes it
+    with pytest.raises(NotFound):
+        await wary.payments.get_payment(SYSTEM, order)
+    if bad != "wrong_amount":
+        # Asked while its every answer is bad, the provider cannot say what it holds: the
+        # void waits (the saga retries it) rather than take "nothing" for an answer.
+        with pytest.raises(ServiceUnavailable):
+            await wary.payments.void(SYSTEM, order)
+    await wary.behave()
+    if bad != "wrong_amount":
+        assert (await wary.payments.audit(SYSTEM)).open_authorizations == [order]
+    assert await wary.payments.void(SYSTEM, order) is None
+    assert (await intent_of(wary, order))["status"] == "voided"
+    stats = await wary.stats()
+    assert (stats["authorizations"], stats["voids"], stats["captures"]) == (1, 1, 0)
+    assert stats["bad_answers"] >= 1
+    audit = await wary.payments.audit(SYSTEM)
+    assert audit.open_authorizations == [] and audit.provider_mismatches == []
+
+
+@pytest.mark.parametrize("bad", BAD_ANSWERS)
+async def test_badly_answered_capture_void_and_refund_are_settled_by_asking_again(wary, bad):
+    captured, voided = new_order(), new_order()
+    await wary.authorize(captured)
+    await wary.authorize(voided)
+    await wary.behave(**{f"{bad}_rate": 1.0})
+    with pytest.raises(ServiceUnavailable):
+        await wary.payments.capture(SYSTEM, captured)
+    with pytest.raises(ServiceUnavailable):
+        await wary.payments.void(SYSTEM, voided)
+    # Nothing believed, nothing booked: the provider acted, and is asked again below.
+    assert (await wary.payments.get_payment(SYSTEM, captured)).status == "authorized"
+    assert (await wary.payments.get_payment(SYSTEM, voided)).status == "authorized"
+    assert await wary.payments.ledger(SYSTEM, captured) == []
+    await wary.behave()
+    assert (await wary.payments.capture(SYSTEM, captured)).status == "captured"
+    after_void = await wary.payments.void(SYSTEM, voided)
+    assert after_void is not None and after_void.status == "voided"
+
+    await wary.behave(**{f"{bad}_rate": 1.0})
+    with pytest.raises(ServiceUnavailable):
+        await wary.payments.refund(SYSTEM, captured, None, "damaged")
+    assert (await wary.payments.get_payment(SYSTEM, captured)).refunded_minor == 0
+    await wary.behave()
+    refunded = await wary.payments.refund(SYSTEM, captured, None, "damaged")
+    assert (refunded.status, refunded.refunded_minor) == ("refunded", 5000)
+    assert await wary.balances(captured) == {}
+    stats = await wary.stats()
+    assert (stats["captures"], stats["voids"], stats["refunds"]) == (1, 1, 1)
+    await wary.assert_clean_audit()
+
+
+async def test_the_audit_does_not_believe_bad_answers_either(wary):
+    await wary.captured(new_order())
+    await wary.behave(garbage_rate=1.0)
+    with pytest.raises(ServiceUnavailable):
+        await wary.payments.audit(SYSTEM)
+
+
+async def test_the_audit_reports_money_left_at_the_provider_without_a_payment(wary):
+    order = new_order()
+    await wary.behave(garbage_rate=1.0)
+    with pytest.raises(ServiceUnavailable):
+        await wary.authorize(order)
+    await wary.behave()
+    audit = await wary.payments.audit(SYSTEM)
+    assert (audit.open_authorizations, audit.provider_mismatches) == ([order], [])
+    # Captured behind the marketplace's back: money taken, and no payment to show for it.
+    held = await intent_of(wary, order)
+    behind = await wary.admin.post(
+        f"/v1/payment_intents/{held['id']}/capture", json={}, headers={"idempotency-key": "x"}
+    )
+    assert behind.status_code == 200, behind.text
+    audit = await wary.payments.audit(SYSTEM)
+    assert (audit.open_authorizations, audit.provider_mismatches) == ([], [order])
+    assert await wary.payments.void(SYSTEM, order) is None  # the compensation refunds it
+    refunded = await intent_of(wary, order)
+    assert (refunded["status"], refunded["refunded_amount"]) == ("refunded", 5000)
+    audit = await wary.payments.audit(SYSTEM)
+    assert (audit.open_authorizations, audit.provider_mismatches) == ([], [])
+
+
+async def test_an_authorization_cut_short_is_found_and_voided(tmp_path):
+    """Noted before it is sent: an authorize that never hears back for any reason (here its
+    caller gave up) leaves the void something to ask about."""
+    async with running(tmp_path, payment_timeout_seconds=2.0) as w:
+        order = new_order()
+        await w.behave(latency={"p50_ms": 400, "p99_ms": 400})
+        call = asyncio.create_task(w.authorize(order))
+        await wait_for(lambda: _requests(w, 1))
+        call.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await call
+        # The provider goes on with the request after the caller left.
+        await wait_for(lambda: _authorizations(w, 1))
+        await w.behave()
+        assert (await w.payments.audit(SYSTEM)).open_authorizations == [order]
+        assert await w.payments.void(SYSTEM, order) is None
+        assert (await intent_of(w, order))["status"] == "voided"
+
+
+async def test_an_authorization_certainly_not_made_leaves_nothing_to_settle(local):
+    order = new_order()
+    await local.behave(outage=True)
+    with pytest.raises(ServiceUnavailable):
+        await local.authorize(order)
+    await local.behave()
+    assert (await local.payments.audit(SYSTEM)).open_authorizations == []
+    before = (await local.stats())["requests"]
+    assert await local.payments.void(SYSTEM, order) is None
+    assert (await local.stats())["requests"] == before  # the void had nothing to ask about
+
+
+async def _requests(w: World, count: int) -> bool:
+    return (await w.stats())["requests"] >= count  # type: ignore[no-any-return]
+
+
+async def _authorizations(w: World, count: int) -> bool:
+    return (await w.stats())["authorizations"] == count  # type: ignore[no-any-return]
 
 
 # Void and refund

@@ -65,6 +65,22 @@ class Intent(msgspec.Struct, frozen=True, kw_only=True):
     card_last4: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4}$")]
     idempotency_key: Annotated[str, msgspec.Meta(max_length=255)]
 
+    def __post_init__(self) -> None:
+        # Raised here, msgspec reports it as a validation error: an untrusted answer.
+        captured, refunded = self.captured_amount, self.refunded_amount
+        if self.status == "captured":
+            consistent = 0 < captured <= self.amount and refunded < captured
+        elif self.status == "refunded":
+            consistent = 0 < captured <= self.amount and refunded == captured
+        else:
+            consistent = captured == refunded == 0
+        if not consistent:
+            raise ValueError(
+                f"a {self.status} intent with {captured} captured, {refunded} refunded"
+            )
+        if (self.status == "declined") != (self.decline_code is not None):
+            raise ValueError("a decline without a code, or a code without a decline")
+
     @property
     def charged(self) -> int:
         """What the provider holds of the buyer's money: captured, less refunded."""
@@ -234,21 +250,22 @@ class ProviderClient:
         _expect(intent.id == intent_id, "another intent")
         return intent
 
-    async def capture(self, intent_id: str, key: str) -> Intent:
-        """Captures the whole authorization."""
+    async def capture(self, intent_id: str, key: str, amount: int) -> Intent:
+        """Captures the whole authorization, of ``amount``."""
         payload = await self._send(
             "POST", f"/v1/payment_intents/{intent_id}/capture", body=b"{}", key=key
         )
         intent = _decoded(_intent_decoder, payload)
-        _expect(intent.id == intent_id, "another intent")
+        _expect_intent(intent, intent_id, amount)
         _expect(intent.status == "captured", f"a capture leaving the intent {intent.status}")
-        _expect(intent.captured_amount == intent.amount, "a capture of part of the amount")
+        _expect(intent.captured_amount == amount, "a capture of part of the amount")
         return intent
 
-    async def void(self, intent_id: str, key: str) -> Intent:
+    async def void(self, intent_id: str, key: str, amount: int) -> Intent:
+        """Releases the authorization of ``amount``."""
         payload = await self._send("POST", f"/v1/payment_intents/{intent_id}/void", key=key)
         intent = _decoded(_intent_decoder, payload)
-        _expect(intent.id == intent_id, "another intent")
+        _expect_intent(intent, intent_id, amount)
         _expect(intent.status == "voided", f"a void leaving the intent {intent.status}")
         return intent
 
@@ -275,13 +292,14 @@ def expect_authorization(intent: Intent, key: str, amount: int, currency: str) -
         f"an authorization of {intent.amount} {intent.currency}, not {amount} {currency}",
     )
     _expect(
-        intent.status in ("authorized", "declined") and intent.captured_amount == 0,
+        intent.status in ("authorized", "declined"),
         f"a new authorization already {intent.status}",
     )
-    _expect(
-        (intent.status == "declined") == (intent.decline_code is not None),
-        "a decline without a code, or a code without a decline",
-    )
+
+
+def _expect_intent(intent: Intent, intent_id: str, amount: int) -> None:
+    _expect(intent.id == intent_id, "another intent")
+    _expect(intent.amount == amount, f"an intent of {intent.amount}, not {amount}")
 
 
 def _decoded(decoder: msgspec.json.Decoder[T], payload: bytes) -> T:

@@ -282,6 +282,10 @@ class PaymentsService:
             raise _unavailable(exc) from exc
         if intent is None:
             raise ColonyError(f"The provider has no intent {payment.provider_intent_id}.")
+        if (intent.amount, intent.currency) != (payment.amount_minor, payment.currency):
+            raise _unavailable(
+                UntrustedAnswer(f"the provider's intent is of {intent.amount} {intent.currency}")
+            )
         return intent
 
     # Authorize
@@ -430,7 +434,9 @@ class PaymentsService:
         assert intent_id is not None
         try:
             await self._settled(
-                lambda: self.provider.capture(intent_id, f"colony-{order_id}-capture")
+                lambda: self.provider.capture(
+                    intent_id, f"colony-{order_id}-capture", payment.amount_minor
+                )
             )
         except ProviderRefused as exc:
             # Our record may lag the provider (a void whose answer was lost): ask it.
@@ -492,7 +498,11 @@ class PaymentsService:
         intent_id = payment.provider_intent_id
         assert intent_id is not None
         try:
-            await self._settled(lambda: self.provider.void(intent_id, f"colony-{order_id}-void"))
+            await self._settled(
+                lambda: self.provider.void(
+                    intent_id, f"colony-{order_id}-void", payment.amount_minor
+                )
+            )
         except ProviderRefused as exc:
             intent = await self._intent(payment)
             if intent.status in ("captured", "refunded"):
@@ -510,9 +520,9 @@ class PaymentsService:
         try:
             intent = await self.provider.find_by_key(authorize_key(order_id))
             if intent is not None and intent.status == "authorized":
-                intent_id = intent.id
+                intent_id, amount = intent.id, intent.amount
                 await self._settled(
-                    lambda: self.provider.void(intent_id, f"colony-{order_id}-void")
+                    lambda: self.provider.void(intent_id, f"colony-{order_id}-void", amount)
                 )
             elif intent is not None and intent.charged > 0:
                 intent_id, amount = intent.id, intent.charged
