@@ -152,6 +152,21 @@ async def test_one_address_spraying_many_accounts_is_held_back(
     assert (await log_in(elsewhere, owner.account["email"], owner.password)).status_code == 200
 
 
+async def test_log_ins_that_succeed_do_not_count_against_their_address(
+    client: httpx.AsyncClient, connect: Connect
+) -> None:
+    owner = await sign_up(client)
+    office = connect(remote_address())  # many people behind one NAT
+    for n in range(PER_ADDRESS.free - 1):
+        answer = await log_in(office, unique_email(f"typo{n}"), "mistyped")
+        assert answer.status_code == 401, answer.text
+    for _ in range(3):
+        assert (await log_in(office, owner.account["email"], owner.password)).status_code == 200
+    # The failures before still count: one more and the address waits.
+    assert (await log_in(office, unique_email("typo"), "mistyped")).status_code == 401
+    assert retry_after(await log_in(office, owner.account["email"], owner.password))
+
+
 # --- no account enumeration -------------------------------------------------------------------
 
 

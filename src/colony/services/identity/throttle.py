@@ -99,9 +99,14 @@ class LoginThrottle:
                 "DELETE FROM login_throttle WHERE key IN (?, ?)",
                 (attempt.pair, attempt.account or attempt.pair),
             )
+            # A lock that only attempts still being checked had reached goes with them: many
+            # people logging in at once behind one address are not held back for it.
             await self.db.execute(
-                "UPDATE login_throttle SET attempts = attempts - 1 WHERE key = ? AND attempts > 0",
-                (attempt.address,),
+                "UPDATE login_throttle SET attempts = attempts - 1,"
+                " locked_until = CASE WHEN attempts - 1 < ? THEN 0 ELSE locked_until END,"
+                " lock_seconds = CASE WHEN attempts - 1 < ? THEN ? ELSE lock_seconds END"
+                " WHERE key = ? AND attempts > 0",
+                (PER_ADDRESS.free, PER_ADDRESS.free, PER_ADDRESS.first_lock, attempt.address),
             )
             await self.db.execute(
                 "INSERT INTO login_familiar (key, last_success_at) VALUES (?, ?)"
