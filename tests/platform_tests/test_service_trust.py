@@ -366,3 +366,15 @@ async def test_an_outbox_refuses_an_event_its_service_does_not_own(tmp_path: Pat
                 await Outbox(db, "shop").add(Deposited(account="a", amount=1), key="a")
     finally:
         await db.close()
+
+
+def test_a_process_starting_later_makes_its_key_and_is_trusted_at_once(tmp_path: Path) -> None:
+    provision(tmp_path, ["vault"])
+    verifier = TokenVerifier("vault", KeyDirectory(tmp_path))
+    verifier.verify(TokenIssuer("vault", KeyDirectory(tmp_path)).token("vault"))  # bundle read
+    newcomer = TokenIssuer("cart", KeyDirectory(tmp_path, create_missing=True))
+    assert verifier.verify(newcomer.token("vault")).identity == "cart"  # no 2 s wait
+    assert stat.S_IMODE(os.stat(tmp_path / "cart.json").st_mode) == 0o600
+    read_only = TokenIssuer("orders", KeyDirectory(tmp_path))
+    with pytest.raises(Exception, match="No signing key for 'orders'"):
+        read_only.token("vault")

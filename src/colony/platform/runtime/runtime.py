@@ -88,13 +88,16 @@ class Runtime:
         self._issuers: dict[str, TokenIssuer] = {}
 
     def _keys(self) -> KeyStore:
-        """In memory when every service is in this process; otherwise the keys directory that
-        ``colony up --distributed`` (or ``colony keys init``, or a Secret) provides."""
+        """In memory when no call leaves this process's in-process binding; otherwise the
+        keys directory every process of the topology shares (``colony up --distributed`` or
+        ``colony keys init`` fills it, or a mounted Secret), where an identity without a key
+        gets one if the directory can be written."""
         if self.settings.keys_dir is None and all(
-            self.topology.placement(name).local for name in self.definitions
+            self.topology.placement(name).binding == "inprocess" for name in self.definitions
         ):
             return InMemoryKeys()
-        return KeyDirectory(self.settings.keys_dir or self.settings.data_dir / "keys")
+        path = self.settings.keys_dir or self.settings.data_dir / "keys"
+        return KeyDirectory(path, create_missing=True)
 
     def issuer(self, identity: str) -> TokenIssuer:
         issuer = self._issuers.get(identity)

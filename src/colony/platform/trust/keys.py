@@ -22,10 +22,12 @@ Processes look at the files' modification times every few seconds and reload wha
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -111,13 +113,23 @@ class MissingKey(Exception):
 
 
 class KeyDirectory:
-    """The keys of a directory (see the module's docstring), reloaded when its files change."""
+    """The keys of a directory (see the module's docstring), reloaded when its files change.
+    With ``create_missing``, an identity that has no key yet gets one on first use (for a
+    directory this process may write: a marketplace started by hand, its operator's
+    commands); a read-only one (a mounted Secret) must hold every key it is asked for."""
 
-    def __init__(self, path: Path, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        path: Path,
+        clock: Callable[[], float] = time.monotonic,
+        create_missing: bool = False,
+    ) -> None:
         self.path = path
+        self.create_missing = create_missing
         self._version = 0
         self._clock = clock
         self._next_look = 0.0
+        self._last_forced = -1.0
         self._seen: dict[str, float] = {}
         self._signing: dict[str, SigningKey] = {}
         self._trusted: dict[str, TrustedKey] = {}
@@ -131,14 +143,36 @@ class KeyDirectory:
         self._look()
         key = self._signing.get(identity)
         if key is None:
-            key = self._signing[identity] = self._read_signing_key(identity)
+            try:
+                key = self._read_signing_key(identity)
+            except MissingKey:
+                if not self.create_missing:
+                    raise
+                try:
+                    provision(self.path, [identity])
+                except OSError as exc:
+                    raise MissingKey(f"Cannot make a key for {identity!r}: {exc}") from exc
+                self._next_look = 0.0
+                self._look()
+                key = self._read_signing_key(identity)
+            self._signing[identity] = key
         return key
 
     def trusted(self, kid: str) -> TrustedKey | None:
         self._look()
         if not self._trusted:
             self._trusted = self._read_bundle()
-        return self._trusted.get(kid)
+        found = self._trusted.get(kid)
+        now = self._clock()
+        if found is None and now - self._last_forced > 0.2:
+            # A key made a moment ago (a process that has just started) need not wait for
+            # the next look; a flood of unknown ids costs one read per 0.2 s at most.
+            self._last_forced = now
+            self._next_look = 0.0
+            self._look()
+            self._trusted = self._read_bundle()
+            found = self._trusted.get(kid)
+        return found
 
     def _look(self) -> None:
         """At most every ``RELOAD_SECONDS``: drop what changed on disk, to be read again."""
@@ -195,17 +229,20 @@ def provision(path: Path, identities: Iterable[str]) -> list[str]:
     Keys already there are kept, so running it again (each ``colony up``) changes nothing."""
     path.mkdir(parents=True, exist_ok=True)
     os.chmod(path, 0o700)
-    bundle = _load_document(path)
-    added = []
-    for identity in identities:
-        if (path / f"{identity}.json").exists():
-            continue
-        key = SigningKey.generate()
-        bundle["keys"].append(key.public_jwk(identity))
-        _write_private(path, identity, key)
-        added.append(identity)
-    if added:
-        _write_document(path, bundle)
+    with _locked(path):
+        bundle = _load_document(path)
+        added = []
+        for identity in identities:
+            if identity == BUNDLE.removesuffix(".json") or "/" in identity:
+                raise ValueError(f"{identity!r} cannot name an identity")
+            if (path / f"{identity}.json").exists():
+                continue
+            key = SigningKey.generate()
+            bundle["keys"].append(key.public_jwk(identity))
+            # The public key first: a process that sees the private one may sign at once.
+            _write_document(path, bundle)
+            _write_private(path, identity, key)
+            added.append(identity)
     return added
 
 
@@ -219,6 +256,16 @@ def rotate(
     a key that another does not trust: trust the new keys (retiring the old ones after
     ``overlap_seconds``), wait for every process to reload the bundle, then switch."""
     names = list(identities)
+    with _locked(path):
+        bundle = _trust_new_keys(path, names, overlap_seconds)
+    wait(2 * RELOAD_SECONDS + 0.5)
+    with _locked(path):
+        for identity, key in bundle.items():
+            _write_private(path, identity, key)
+    return names
+
+
+def _trust_new_keys(path: Path, names: list[str], overlap_seconds: float) -> dict[str, SigningKey]:
     bundle = _load_document(path)
     retire_at = time.time() + overlap_seconds
     fresh = {identity: SigningKey.generate() for identity in names}
@@ -232,10 +279,19 @@ def rotate(
         kept.append(jwk)
     bundle["keys"] = kept + [key.public_jwk(identity) for identity, key in fresh.items()]
     _write_document(path, bundle)
-    wait(2 * RELOAD_SECONDS + 0.5)
-    for identity, key in fresh.items():
-        _write_private(path, identity, key)
-    return names
+    return fresh
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """One writer of a keys directory at a time, across processes (each starting process may
+    add its key): the bundle is read, changed and written whole."""
+    with open(path / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _load_document(path: Path) -> dict[str, Any]:
