@@ -53,13 +53,15 @@ class HttpClient:
     def _http(self, guard: OutboundGuard | None = None) -> aiohttp.ClientSession:
         session = self._sessions.get(guard)
         if session is None or session.closed:
-            # aiohttp sets TCP_NODELAY; a bound per host so one slow host cannot take the pool.
+            # aiohttp sets TCP_NODELAY; a bound per host so one slow host cannot take the pool;
+            # idle connections dropped after 5 s, before a server tired of waiting for the next
+            # request (10 s for Colony's own, the provider simulator's) closes one in our hands.
             resolver = None
             if guard is not None:
                 # A connector closes only the resolvers it made itself: this one is ours.
                 resolver = self._resolvers[guard] = GuardedResolver(guard, self.resolver)
             connector = aiohttp.TCPConnector(
-                limit=0, limit_per_host=64, keepalive_timeout=30, resolver=resolver
+                limit=0, limit_per_host=64, keepalive_timeout=5, resolver=resolver
             )
             session = self._sessions[guard] = aiohttp.ClientSession(connector=connector)
         return session

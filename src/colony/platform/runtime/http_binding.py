@@ -141,7 +141,10 @@ class HttpClientFactory:
             # A bound per service, none overall: under one overall bound, idle connections
             # kept for one service took the places another needed, and the pool kept closing
             # and opening connections (seen as connect() in profiles of a busy orders replica).
-            connector = aiohttp.TCPConnector(limit=0, limit_per_host=128, keepalive_timeout=30)
+            # Idle connections kept well under the 10 s after which a server closes one that
+            # sends nothing (HEADER_READ_SECONDS): reusing one the server is closing would
+            # fail a call for nothing.
+            connector = aiohttp.TCPConnector(limit=0, limit_per_host=128, keepalive_timeout=5)
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
         return self._session
 
