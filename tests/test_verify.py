@@ -18,7 +18,11 @@ import pytest
 from checkout_helpers import add_to_cart, place, wait_for
 from colony.composition import SERVICE_NAMES
 from colony.marketplace import Marketplace, running_marketplace
+from colony.platform.errors import ServiceUnavailable
 from colony.platform.runtime import Runtime
+from colony.platform.security import Actor
+from colony.services.payments.api import PaymentsApi
+from colony.services.payments.service import authorize_key
 from colony.verify import Check, verify
 from conftest import list_product, settings_for, sign_up, topology_for
 from postgres_support import fresh_schema_dsns, require_postgres
@@ -125,3 +129,62 @@ async def test_a_corrupted_ledger_row_is_reported(tmp_path, payment_provider, ma
     assert "VIOLATED" in corrupted.stdout
     assert "the ledger sums to 100, not 0" in corrupted.stdout
     assert f"escrow disagrees with payments: {order['id']}" in corrupted.stdout
+
+
+async def test_money_left_at_the_provider_is_reported(tmp_path, payment_provider, mail_sink):
+    """A hold, then a charge, at the provider for an order that ended without a payment (an
+    authorization whose answer could not be believed, never released): both are reported,
+    and nothing once the order's void has released it."""
+    settings = settings_for(tmp_path, dsns={})
+    async with running_marketplace(settings, topology_for("inprocess"), serve=False) as market:
+        transport = httpx.ASGITransport(app=market.app)
+        async with (
+            httpx.AsyncClient(transport=transport, base_url="http://colony.test") as c,
+            httpx.AsyncClient(base_url=payment_provider) as provider,
+        ):
+            seller = await sign_up(c, "seller")
+            first, second = await sign_up(c, "buyer"), await sign_up(c, "buyer")
+            lamp = await list_product(c, seller, stock=1)
+            await add_to_cart(c, first, lamp)
+            await add_to_cart(c, second, lamp)
+            assert (await wait_for(c, first, await place(c, first)))["status"] == "completed"
+            order = await wait_for(c, second, await place(c, second))
+            assert order["status"] == "cancelled"  # out of stock: no payment was made
+
+            payments = market.runtime.client(PaymentsApi, "orders")
+            system = Actor.system("orders")
+            await provider.put("/admin/behaviour", json={"garbage_rate": 1.0})
+            try:
+                with pytest.raises(ServiceUnavailable):
+                    await payments.authorize(
+                        system,
+                        order["id"],
+                        second.id,
+                        2500,
+                        "EUR",
+                        "4242424242424242",
+                        {seller.id: 2500},
+                    )
+            finally:
+                await provider.put("/admin/behaviour", json={})
+
+            held = violated(await verify(market.runtime, recheck_after_seconds=0.1))
+            assert held == [
+                ("nothing dangling", [f"authorizations open on finished orders: {order['id']}"])
+            ]
+            intent = (
+                await provider.get(
+                    "/v1/payment_intents", params={"idempotency_key": authorize_key(order["id"])}
+                )
+            ).json()
+            captured = await provider.post(
+                f"/v1/payment_intents/{intent['id']}/capture",
+                json={},
+                headers={"idempotency-key": f"behind-{order['id']}"},
+            )
+            assert captured.status_code == 200, captured.text
+            charged = violated(await verify(market.runtime, recheck_after_seconds=0.1))
+            assert charged == [("no double charge", [f"the provider disagrees: {order['id']}"])]
+
+            assert await payments.void(system, order["id"]) is None
+            assert violated(await verify(market.runtime, recheck_after_seconds=0.1)) == []
