@@ -32,8 +32,10 @@ declines with ``card_declined``; :data:`CARD_INSUFFICIENT_FUNDS` 400000000000999
 ``insufficient_funds``. A random decline has the code ``generic_decline``.
 
 Admin API, never faulted: ``GET``/``PUT /admin/behaviour`` ``{latency: {p50_ms, p99_ms},
-decline_rate, error_rate, timeout_rate, outage, seed}`` (a PUT replaces it all; invalid values
-→ 422), ``POST /admin/reset`` (default behaviour, counters zeroed; the books are kept),
+decline_rate, error_rate, timeout_rate, outage, garbage_rate, wrong_amount_rate,
+wrong_state_rate, oversize_rate, slow_body_rate, seed}`` (a PUT replaces it all; invalid values
+→ 422; the five bad answers' rates add up to at most 1), ``POST /admin/reset`` (default
+behaviour, counters zeroed; the books are kept),
 ``GET /admin/stats``. How the faults behave is told in :mod:`colony.payment_provider.faults`.
 """
 
