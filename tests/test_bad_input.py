@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jsonschema
 import pytest
 
 from conftest import list_product, sign_up, unique_email
@@ -120,6 +121,11 @@ async def test_oversize_bodies_without_a_length_are_a_413(client):
         {"q": "x" * 300},
         {"unexpected": "1"},
         {"min_price": 500, "max_price": 100},
+        {"page": ""},
+        {"page_size": ""},
+        {"min_price": ""},
+        {"category": ""},
+        {"sort": ""},
     ],
 )
 async def test_bad_search_parameters_are_refused(client, params):
@@ -305,3 +311,126 @@ async def test_an_undeclared_method_is_a_405_naming_those_allowed(client, method
     response = await client.request(method, path)
     assert_problem(response, 405)
     assert {m.strip() for m in response.headers["allow"].split(",")} - {"HEAD"} == allowed
+
+
+async def test_an_empty_search_text_searches_everything(client):
+    everything = (await client.get("/api/v1/listings")).json()["total"]
+    response = await client.get("/api/v1/listings?q=")
+    assert response.status_code == 200, response.text
+    assert response.json()["total"] == everything
+
+
+async def test_an_empty_page_number_is_refused(client):
+    buyer = await sign_up(client, "buyer")
+    assert_problem(await client.get("/api/v1/orders?page=", headers=buyer.headers), 422)
+    assert_problem(
+        await client.get("/api/v1/seller/listings?page_size=", headers=buyer.headers), 422
+    )
+
+
+async def test_whole_numbers_written_with_a_point_or_an_exponent_are_integers(client):
+    seller = await sign_up(client, "seller")
+    listing = await list_product(client, seller, price_minor=4000.0)
+    assert listing["price_minor"] == 4000
+    stock = f"/api/v1/listings/{listing['id']}/stock"
+    for quantity, total in ((3.0, 3), (1e1, 13)):
+        response = await client.post(
+            f"{stock}/receipts", json={"quantity": quantity}, headers=seller.headers
+        )
+        assert response.status_code == 201, response.text
+        assert response.json()["received"] == total
+    fraction = await client.post(
+        f"{stock}/receipts", json={"quantity": 2.5}, headers=seller.headers
+    )
+    assert_problem(fraction, 422)
+    assert (await client.get(stock, headers=seller.headers)).json()["received"] == 13
+
+
+async def document_schema(client, component: str, field: str) -> dict:
+    document = (await client.get("/api/openapi.json")).json()
+    return document["components"]["schemas"][component]["properties"][field]
+
+
+IDEMPOTENCY_KEYS = ["order-1", "x" * 255, "x" * 256, "", "has space", "tab\tin", "ключ", "é"]
+
+
+async def test_an_idempotency_key_is_refused_exactly_where_the_document_says(client):
+    document = (await client.get("/api/openapi.json")).json()
+    parameters = document["paths"]["/api/v1/cart/items"]["post"]["parameters"]
+    header = next(p for p in parameters if p["name"] == "Idempotency-Key")["schema"]
+    buyer = await sign_up(client, "buyer")
+    for key in IDEMPOTENCY_KEYS:
+        documented = jsonschema.Draft202012Validator(header).is_valid(key)
+        response = await client.post(
+            "/api/v1/cart/items",
+            json={"listing_id": f"no-such-listing-{len(key)}"},
+            headers={**buyer.headers, "idempotency-key": key.encode()},
+        )
+        assert (response.status_code != 422) == documented, (key, response.text)
+
+
+TEXTS = ["Oak", " Oak ", "", " ", "\t\n", "\x1f", "\x85", "\u3000", "\ufeff", "a\x00b", "\x00"]
+"""Blank in Python's reading and in ECMA-262's disagree on \\x1c-\\x1f, \\x85 and \\ufeff."""
+
+
+@pytest.mark.parametrize("text", TEXTS, ids=[repr(text) for text in TEXTS])
+async def test_titles_and_names_are_refused_exactly_where_the_document_says(client, text):
+    title = await document_schema(client, "ListingDraft", "title")
+    seller = await sign_up(client, "seller")
+    response = await client.post(
+        "/api/v1/listings", json={**GOOD_DRAFT, "title": text}, headers=seller.headers
+    )
+    documented = jsonschema.Draft202012Validator(title).is_valid(text)
+    assert (response.status_code == 201) == documented, response.text
+    name = await document_schema(client, "Registration", "name")
+    registration = {"email": unique_email("named"), "password": "correct horse battery"}
+    response = await client.post("/api/v1/accounts", json={**registration, "name": text})
+    documented = jsonschema.Draft202012Validator(name).is_valid(text)
+    assert (response.status_code == 201) == documented, response.text
+
+
+@pytest.mark.parametrize("space", ["\x1f", "\x85", "\u2003", "\x00"])
+async def test_an_email_with_whitespace_or_nul_is_refused_as_the_document_says(client, space):
+    email = await document_schema(client, "Registration", "email")
+    address = f"someone{space}@example.com"
+    assert not jsonschema.Draft202012Validator(email).is_valid(address)
+    body = {"email": address, "password": "correct horse battery", "name": "Someone"}
+    assert_problem(await client.post("/api/v1/accounts", json=body), 422)
+
+
+async def test_a_zero_stock_adjustment_is_refused_and_documented(client):
+    delta = await document_schema(client, "StockAdjustment", "delta")
+    assert not jsonschema.Draft202012Validator(delta).is_valid(0)
+    assert jsonschema.Draft202012Validator(delta).is_valid(-1)
+    seller = await sign_up(client, "seller")
+    listing = await list_product(client, seller, stock=3)
+    response = await client.post(
+        f"/api/v1/listings/{listing['id']}/stock/adjustments",
+        json={"delta": 0, "reason": "count"},
+        headers=seller.headers,
+    )
+    assert_problem(response, 422)
+
+
+@pytest.mark.parametrize("reason", ["   ", "\u3000", "\x1c"])
+async def test_a_blank_reason_for_a_stock_adjustment_is_refused(client, reason):
+    seller = await sign_up(client, "seller")
+    listing = await list_product(client, seller, stock=3)
+    stock = f"/api/v1/listings/{listing['id']}/stock"
+    response = await client.post(
+        f"{stock}/adjustments", json={"delta": -1, "reason": reason}, headers=seller.headers
+    )
+    assert_problem(response, 422)
+    assert (await client.get(stock, headers=seller.headers)).json()["available"] == 3
+
+
+async def test_an_empty_change_is_refused_and_documented(client):
+    document = (await client.get("/api/openapi.json")).json()
+    patch = document["paths"]["/api/v1/listings/{listing_id}"]["patch"]
+    assert patch["requestBody"]["content"]["application/json"]["schema"]["minProperties"] == 1
+    seller = await sign_up(client, "seller")
+    listing = await list_product(client, seller)
+    response = await client.patch(
+        f"/api/v1/listings/{listing['id']}", json={}, headers=seller.headers
+    )
+    assert_problem(response, 422)

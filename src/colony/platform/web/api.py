@@ -32,7 +32,12 @@ from colony.platform.web.problems import PROBLEM_JSON, problem_response
 
 CORRELATION_HEADER = "x-correlation-id"
 IDEMPOTENCY_HEADER = "idempotency-key"
-_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+IDEMPOTENCY_KEY_PATTERN = r"^[!-~]{1,255}$"
+"""1 to 255 visible ASCII characters: what every HTTP stack carries in a header unchanged."""
+_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
+NO_NUL_PATTERN = r"^[^\x00]*$"
+"""What the document says of text that declares no pattern of its own: requests refuse NUL
+anywhere (PostgreSQL's text cannot hold it), so a pattern of a type's own excludes it too."""
 _encoder = msgspec.json.Encoder()
 
 Authenticator = Callable[[Request], Awaitable[Actor]]
@@ -190,13 +195,36 @@ def decode_json_body(raw: bytes, decoder: msgspec.json.Decoder[Any]) -> Any:
     try:
         value = decoder.decode(raw)
     except msgspec.ValidationError as exc:
-        raise InvalidInput(str(exc)) from None
+        if "got `float`" not in str(exc):
+            raise InvalidInput(str(exc)) from None
+        value = _decode_whole_floats(raw, decoder)
     except (msgspec.DecodeError, UnicodeError, RecursionError) as exc:
         raise MalformedRequest(f"The body is not valid JSON: {exc}") from None
     _check_no_duplicate_keys(raw)
     if b"\\u0000" in raw and _ESCAPED_NUL.search(raw):
         # PostgreSQL's text cannot hold NUL, and no field of ours has a use for it.
         raise InvalidInput("Text in the body may not contain NUL characters (\\u0000).")
+    return value
+
+
+def _decode_whole_floats(raw: bytes, decoder: msgspec.json.Decoder[Any]) -> Any:
+    """``raw`` decoded again with every whole number written as a float (``3.0``, ``1e2``)
+    taken as the integer it is: JSON has one kind of number, and JSON Schema's ``integer``
+    is any number without a fraction, so a client may send either spelling. A number with a
+    fraction is still refused where an integer is expected."""
+    try:
+        return msgspec.convert(_whole_floats_as_ints(msgspec.json.decode(raw)), decoder.type)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput(str(exc)) from None
+
+
+def _whole_floats_as_ints(value: Any) -> Any:
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else value
+    if isinstance(value, list):
+        return [_whole_floats_as_ints(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _whole_floats_as_ints(item) for key, item in value.items()}
     return value
 
 
@@ -259,8 +287,10 @@ def _decode_query(request: Request, query_type: Any) -> Any:
             raise InvalidInput(f"The query parameter {key!r} is given more than once.")
         if "\x00" in value:
             raise InvalidInput(f"The query parameter {key!r} may not contain NUL characters.")
-        if value != "":
-            params[key] = value
+        # An empty value is a value, the type says whether it is one it takes (text may be
+        # empty, a number may not): read as absent, `?page=` would be accepted though the
+        # document says a page is a number.
+        params[key] = value
     try:
         return msgspec.convert(params, query_type, strict=False)
     except msgspec.ValidationError as exc:
@@ -273,7 +303,7 @@ def _idempotency(
     key = request.headers.get(IDEMPOTENCY_HEADER)
     if key is None:
         return None
-    if not _KEY.match(key):
+    if not _KEY.fullmatch(key):
         raise InvalidInput("The Idempotency-Key must be 1 to 255 visible ASCII characters.")
     # The key is the caller's own: two callers never collide, and the fingerprint ties it to
     # exactly one request.
@@ -300,7 +330,10 @@ def openapi_document(
     schemas, components = msgspec.json.schema_components(
         types, ref_template="#/components/schemas/{name}"
     )
+    for schema in [*schemas, *components.values()]:
+        _refuse_nul(schema)
     schema_of = dict(zip(map(id, types), schemas, strict=True))
+    path_segment = {"type": "string", "minLength": 1, "pattern": NO_NUL_PATTERN}
     paths: dict[str, dict[str, Any]] = {}
     problem = {"$ref": "#/components/schemas/Problem"}
     retry_after = {
@@ -316,7 +349,7 @@ def openapi_document(
                 "responses": {},
             }
             parameters = [
-                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                {"name": name, "in": "path", "required": True, "schema": dict(path_segment)}
                 for name in re.findall(r"{(\w+)}", op.path)
             ]
             if op.query is not None:
@@ -329,7 +362,12 @@ def openapi_document(
                         "required": op.idempotency_required,
                         "description": "Same key and body replay the first response; same key"
                         " with another body is rejected with 422.",
-                        "schema": {"type": "string", "maxLength": 255},
+                        "schema": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": 255,
+                            "pattern": IDEMPOTENCY_KEY_PATTERN,
+                        },
                     }
                 )
             if parameters:
@@ -384,6 +422,26 @@ def openapi_document(
             },
         },
     }
+
+
+def _refuse_nul(schema: Any) -> None:
+    """Every string schema inside ``schema`` without a pattern, enum, constant or format of its
+    own gets :data:`NO_NUL_PATTERN`, in place."""
+    if isinstance(schema, list):
+        for item in schema:
+            _refuse_nul(item)
+        return
+    if not isinstance(schema, dict):
+        return
+    if schema.get("type") == "string" and not schema.keys() & {
+        "pattern",
+        "enum",
+        "const",
+        "format",
+    }:
+        schema["pattern"] = NO_NUL_PATTERN
+    for value in schema.values():
+        _refuse_nul(value)
 
 
 def _query_parameters(schema: dict[str, Any], components: dict[str, Any]) -> list[dict[str, Any]]:

@@ -9,14 +9,15 @@ import msgspec
 from colony.platform.messaging import Event
 from colony.platform.runtime.interface import callers, repeatable
 from colony.platform.security import Actor
+from colony.platform.text import NO_SPACE, NON_BLANK
 
 MAX_PRICE_MINOR = 100_000_000  # 1,000,000.00 in a currency with two decimals
 Currency = Literal["EUR", "USD", "GBP"]
-Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NON_BLANK)]
 Description = Annotated[str, msgspec.Meta(max_length=5000)]
 CategorySlug = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9-]+$")]
 PriceMinor = Annotated[int, msgspec.Meta(ge=1, le=MAX_PRICE_MINOR)]
-ImageUrl = Annotated[str, msgspec.Meta(max_length=2000, pattern=r"^https?://[^\s]+$")]
+ImageUrl = Annotated[str, msgspec.Meta(max_length=2000, pattern=rf"^https?://{NO_SPACE}+$")]
 ListingStatus = Literal["active", "delisted"]
 SortOrder = Literal["relevance", "price_asc", "price_desc", "newest"]
 

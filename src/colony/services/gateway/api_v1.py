@@ -98,6 +98,10 @@ class CartQuantity(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     quantity: Annotated[int, msgspec.Meta(ge=0, le=99)]
 
 
+ListingChangesBody = Annotated[ListingChanges, msgspec.Meta(extra_json_schema={"minProperties": 1})]
+"""A change names at least one field: catalog refuses an empty one (nothing to change)."""
+
+
 class SellerListingsQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     page: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1
     page_size: Annotated[int, msgspec.Meta(ge=1, le=100)] = 50
@@ -236,7 +240,7 @@ def build_api(
         "/listings/{listing_id}",
         summary="Change a listing (its seller)",
         tag="catalog",
-        body=ListingChanges,
+        body=ListingChangesBody,
         response=Listing,
         auth=True,
         errors=(404, 409),

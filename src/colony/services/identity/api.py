@@ -9,13 +9,17 @@ import msgspec
 from colony.platform.messaging import Event
 from colony.platform.runtime.interface import callers, repeatable
 from colony.platform.security import Role
+from colony.platform.text import NON_BLANK, WHITESPACE
 
+_NOT_AT = rf"[^@{WHITESPACE}\x00]"
+_EMAIL = rf"^{_NOT_AT}+@{_NOT_AT}+\.{_NOT_AT}+$"
 Email = Annotated[
-    str, msgspec.Meta(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    str,
+    msgspec.Meta(min_length=3, max_length=254, pattern=_EMAIL),
 ]
 Password = Annotated[str, msgspec.Meta(min_length=8, max_length=256)]
 """NIST SP 800-63B's length; identity also refuses common and guessable passwords (422)."""
-DisplayName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+DisplayName = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=NON_BLANK)]
 
 
 class Registration(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -9,11 +9,15 @@ import msgspec
 from colony.platform.messaging import Event
 from colony.platform.runtime.interface import callers, repeatable
 from colony.platform.security import Actor
+from colony.platform.text import NON_BLANK
 
 MAX_QUANTITY = 1_000_000
 Quantity = Annotated[int, msgspec.Meta(ge=1, le=MAX_QUANTITY)]
-Delta = Annotated[int, msgspec.Meta(ge=-MAX_QUANTITY, le=MAX_QUANTITY)]
-Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Delta = Annotated[
+    int, msgspec.Meta(ge=-MAX_QUANTITY, le=MAX_QUANTITY, extra_json_schema={"not": {"const": 0}})
+]
+"""Units added (positive) or taken away (negative); zero changes nothing and is refused."""
+Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NON_BLANK)]
 
 
 class StockLevel(msgspec.Struct, frozen=True, kw_only=True):

@@ -13,8 +13,9 @@ import msgspec
 
 from colony.platform.runtime.interface import callers, repeatable
 from colony.platform.security import Actor
+from colony.platform.text import NO_SPACE
 
-WebhookUrl = Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s]{1,2000}$")]
+WebhookUrl = Annotated[str, msgspec.Meta(pattern=rf"^https?://{NO_SPACE}{{1,2000}}$")]
 SIGNATURE_HEADER = "X-Colony-Signature"
 """``t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" with the endpoint's secret>``."""
 

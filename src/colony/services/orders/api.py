@@ -15,11 +15,12 @@ import msgspec
 from colony.platform.messaging import Event
 from colony.platform.runtime.interface import callers, repeatable
 from colony.platform.security import Actor
+from colony.platform.text import NON_BLANK
 from colony.services.delivery.api import Address
 from colony.services.payments.api import CardNumber
 
 OrderStatus = Literal["pending", "completed", "cancelled"]
-Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500, pattern=NON_BLANK)]
 PageNumber = Annotated[int, msgspec.Meta(ge=1, le=10_000)]
 PageSize = Annotated[int, msgspec.Meta(ge=1, le=100)]
 
