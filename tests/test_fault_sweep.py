@@ -36,6 +36,7 @@ from colony.chaos.sweep import (
     sweep_settings,
 )
 from colony.platform.errors import ServiceUnavailable
+from colony.platform.runtime.interface import callers
 from colony.platform.web.problems import PROBLEM_JSON, install_problem_handlers
 from conftest import settings_for
 
@@ -171,8 +172,10 @@ async def test_an_outage_past_the_steps_patience_cancels_with_a_sentence(
 class EchoApi(Protocol):
     service_name: ClassVar[str] = "echo"
 
+    @callers("orders")
     async def echo(self, value: int) -> int: ...
 
+    @callers("orders")
     async def fail(self) -> None: ...
 
 
