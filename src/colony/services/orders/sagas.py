@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from colony.platform.errors import Conflict, OutOfStock
+from colony.platform.errors import Conflict, OutOfStock, PaymentDeclined
 from colony.platform.saga import SagaDefinition, Step
 from colony.platform.security import Actor
 from colony.services.cart.api import CartApi, PurchasedLine
@@ -19,6 +19,7 @@ from colony.services.catalog.api import CatalogApi
 from colony.services.delivery.api import Address, DeliveryApi, ShipmentLine, ShipmentRequest
 from colony.services.inventory.api import InventoryApi, ReservationLine
 from colony.services.orders.api import OrderLine
+from colony.services.orders.throttle import CheckoutThrottle
 from colony.services.payments.api import PaymentsApi
 
 SYSTEM = Actor.system("orders")
@@ -94,6 +95,7 @@ class Dependencies:
     cart: CartApi
     reservation_ttl_seconds: float
     cards: Cards
+    throttle: CheckoutThrottle
 
 
 def checkout_saga(deps: Dependencies) -> SagaDefinition[CheckoutState]:
@@ -131,15 +133,22 @@ def checkout_saga(deps: Dependencies) -> SagaDefinition[CheckoutState]:
         shares: dict[str, int] = {}
         for line in state.lines:
             shares[line.seller_id] = shares.get(line.seller_id, 0) + line.line_total_minor
-        await deps.payments.authorize(
-            SYSTEM,
-            state.order_id,
-            state.buyer_id,
-            state.total_minor,
-            state.currency,
-            card_number,
-            shares,
-        )
+        try:
+            await deps.payments.authorize(
+                SYSTEM,
+                state.order_id,
+                state.buyer_id,
+                state.total_minor,
+                state.currency,
+                card_number,
+                shares,
+            )
+        except PaymentDeclined:
+            # Counted here, where the provider's answer is known: a buyer trying card after
+            # card is held back at placing, before any reaches the provider.
+            deps.throttle.declined(state.buyer_id)
+            raise
+        deps.throttle.authorized(state.buyer_id)
         deps.cards.forget(state.order_id)
 
     async def void(state: CheckoutState) -> None:

@@ -46,6 +46,7 @@ from colony.services.orders.sagas import (
     checkout_saga,
     refund_saga,
 )
+from colony.services.orders.throttle import CheckoutThrottle
 from colony.services.payments.api import PaymentsApi
 
 S = TypeVar("S")
@@ -206,8 +207,9 @@ class RefundHooks(_Hooks[RefundState]):
 
 
 class OrdersService:
-    def __init__(self, ctx: ServiceContext) -> None:
+    def __init__(self, ctx: ServiceContext, throttle: CheckoutThrottle | None = None) -> None:
         settings = ctx.settings
+        self.throttle = throttle or CheckoutThrottle()
         self.db = ctx.db
         self.outbox = ctx.outbox
         self.settings = settings
@@ -223,6 +225,7 @@ class OrdersService:
             cart=self.cart,
             reservation_ttl_seconds=settings.reservation_ttl_seconds,
             cards=Cards(keep_seconds=settings.order_deadline_seconds),
+            throttle=self.throttle,
         )
         self.cards = deps.cards
         policy = SagaPolicy(
@@ -279,6 +282,9 @@ class OrdersService:
             earlier = await replayed(self.db, request, OrderAccepted)
             if earlier is not None:
                 return earlier  # type: ignore[no-any-return]
+        # After the replay, so a repeat of an order already placed is answered as before; a
+        # refused placement stores nothing, and the same key may be sent again later.
+        self.throttle.admit(actor.id)
         # Read the cart before any transaction: the write lock is not held across a call.
         cart = await self.cart.get_cart(actor)
         if not cart.lines:
