@@ -506,7 +506,14 @@ async def test_void_of_a_captured_payment_refunds_it(local):
 async def test_refund_per_seller_then_the_rest(world):
     order = new_order()
     await world.captured(order)
-    first = await world.payments.refund(SELLER_A, order, "seller-a", "out of stock")
+    own = await world.payments.refund(SELLER_A, order, "seller-a", "out of stock")
+    # The seller is answered with their own part, all of it refunded; the order is half.
+    assert (own.status, own.refunded_minor, own.seller_shares) == (
+        "refunded",
+        3000,
+        {"seller-a": 3000},
+    )
+    first = await world.payments.get_payment(SYSTEM, order)
     assert (first.status, first.refunded_minor) == ("partially_refunded", 3000)
     assert await world.balances(order) == {"buyer:buyer-1": -2000, "escrow": 2000}
     assert await world.payments.refund(SYSTEM, order, "seller-a", "again") == first
@@ -706,7 +713,13 @@ async def test_only_the_system_moves_money_and_only_parties_see_it(world):
         with pytest.raises(Forbidden):
             await call(ADMIN, order)
     assert (await world.payments.get_payment(BUYER, order)).order_id == order
-    assert (await world.payments.get_payment(SELLER_B, order)).order_id == order
+    part = await world.payments.get_payment(SELLER_B, order)
+    assert (part.order_id, part.seller_shares, part.amount_minor) == (
+        order,
+        {"seller-b": 2000},
+        2000,
+    )
+    assert (part.buyer_id, part.card_last4, part.provider_intent_id) == (None, None, None)
     assert (await world.payments.get_payment(ADMIN, order)).order_id == order
     stranger = Actor(id="someone-else", role="buyer")
     with pytest.raises(Forbidden):

@@ -3,10 +3,12 @@ webhooks and recommendations."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable
+from typing import Annotated, TypeVar
 
 import msgspec
 
+from colony.platform.errors import Forbidden, NotFound
 from colony.platform.web.api import ApiRouter, Call
 from colony.services.delivery.api import Address, Shipment
 from colony.services.gateway.backends import Backends
@@ -29,6 +31,17 @@ from colony.services.orders.api import (
 )
 from colony.services.payments.api import CardNumber, LedgerEntry, Payment
 from colony.services.recommendations.api import Recommendation
+
+T = TypeVar("T")
+
+
+async def _theirs(call: Awaitable[T], what: str = "order") -> T:
+    """An order (or a notification) the caller has no part in is answered as none at all
+    (404), whichever service refused it: whether its id exists is its owners' business."""
+    try:
+        return await call
+    except Forbidden:
+        raise NotFound(f"No such {what}.") from None
 
 
 # Subclasses inherit these options, but each says frozen=True again: type checkers read
@@ -109,7 +122,7 @@ def add_order_routes(api: ApiRouter, backends: Backends, recommendation_timeout:
         errors=(403, 404),
     )
     async def get_order(call: Call) -> Order:
-        return await orders.get_order(call.require_actor(), call.path["order_id"])
+        return await _theirs(orders.get_order(call.require_actor(), call.path["order_id"]))
 
     @api.route(
         "GET",
@@ -121,7 +134,9 @@ def add_order_routes(api: ApiRouter, backends: Backends, recommendation_timeout:
         errors=(403, 404),
     )
     async def order_shipments(call: Call) -> list[Shipment]:
-        return await delivery.shipments_for_order(call.require_actor(), call.path["order_id"])
+        return await _theirs(
+            delivery.shipments_for_order(call.require_actor(), call.path["order_id"])
+        )
 
     @api.route(
         "GET",
@@ -133,7 +148,7 @@ def add_order_routes(api: ApiRouter, backends: Backends, recommendation_timeout:
         errors=(403, 404),
     )
     async def order_payment(call: Call) -> Payment:
-        return await payments.get_payment(call.require_actor(), call.path["order_id"])
+        return await _theirs(payments.get_payment(call.require_actor(), call.path["order_id"]))
 
     @api.route(
         "GET",
@@ -145,7 +160,7 @@ def add_order_routes(api: ApiRouter, backends: Backends, recommendation_timeout:
         errors=(403, 404),
     )
     async def order_ledger(call: Call) -> list[LedgerEntry]:
-        return await payments.ledger(call.require_actor(), call.path["order_id"])
+        return await _theirs(payments.ledger(call.require_actor(), call.path["order_id"]))
 
     @api.route(
         "POST",
@@ -158,8 +173,8 @@ def add_order_routes(api: ApiRouter, backends: Backends, recommendation_timeout:
         errors=(403, 404, 409),
     )
     async def cancel_order(call: Call) -> Order:
-        return await orders.cancel_order(
-            call.require_actor(), call.path["order_id"], call.body.reason
+        return await _theirs(
+            orders.cancel_order(call.require_actor(), call.path["order_id"], call.body.reason)
         )
 
     @api.route(
@@ -173,8 +188,8 @@ def add_order_routes(api: ApiRouter, backends: Backends, recommendation_timeout:
         errors=(403, 404, 409),
     )
     async def refund_order(call: Call) -> Order:
-        return await orders.refund_order(
-            call.require_actor(), call.path["order_id"], call.body.reason
+        return await _theirs(
+            orders.refund_order(call.require_actor(), call.path["order_id"], call.body.reason)
         )
 
     @api.route(
@@ -227,7 +242,10 @@ def add_order_routes(api: ApiRouter, backends: Backends, recommendation_timeout:
         errors=(403, 404),
     )
     async def mark_read(call: Call) -> Notification:
-        return await notifications.mark_read(call.require_actor(), call.path["notification_id"])
+        return await _theirs(
+            notifications.mark_read(call.require_actor(), call.path["notification_id"]),
+            "notification",
+        )
 
     @api.route(
         "PUT",

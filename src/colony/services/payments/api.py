@@ -28,25 +28,37 @@ PaymentStatus = Literal[
 
 
 class Payment(msgspec.Struct, frozen=True, kw_only=True):
+    """An order's payment. The buyer, an admin and the system see the whole of it; a seller
+    sees their own part alone, as if it were the whole: the amounts, status, share and payout
+    are theirs, and the buyer and the card are left out (null)."""
+
     order_id: str
-    buyer_id: str
+    buyer_id: str | None
+    """Null in a seller's view."""
     status: PaymentStatus
     amount_minor: int
     currency: str
     captured_minor: int
     refunded_minor: int
     seller_shares: dict[str, int]
-    """Each seller's part of the amount, by seller id."""
+    """Each seller's part of the amount, by seller id (a seller's view: theirs alone)."""
     paid_out: dict[str, int]
-    """What has left escrow for each seller (their share less the fee), by seller id."""
+    """What has left escrow for each seller (their share less the fee), by seller id (a
+    seller's view: theirs alone)."""
     decline_code: str | None
-    card_last4: str
+    """Why the card was declined; null in a seller's view."""
+    card_last4: str | None
+    """Null in a seller's view."""
     provider_intent_id: str | None
+    """The provider's id of the payment; null in a seller's view."""
     created_at: str
     updated_at: str
 
 
 class LedgerEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One leg of a ledger transaction. A seller is shown only the legs of their own
+    account; the buyer, an admin and the system every leg of the order."""
+
     transaction_id: str
     account: str
     amount_minor: int

@@ -199,6 +199,41 @@ def _payment(row: Any, sellers: list[_Seller]) -> Payment:
     )
 
 
+def _seller_view(payment: Payment, part: _Seller) -> Payment:
+    """The payment as one seller in it may see it: their part as if it were the whole, without
+    the buyer, the card, or any other seller's share, refund or payout."""
+    status = payment.status
+    if status in ("partially_refunded", "refunded"):
+        if part.refunded == 0:
+            status = "captured"
+        else:
+            status = "refunded" if part.refunded >= part.share else "partially_refunded"
+    return msgspec.structs.replace(
+        payment,
+        buyer_id=None,
+        status=status,
+        amount_minor=part.share,
+        # A capture takes the whole authorization, every seller's part at once.
+        captured_minor=part.share if payment.captured_minor else 0,
+        refunded_minor=part.refunded,
+        seller_shares={part.seller_id: part.share},
+        paid_out={} if part.paid_out is None else {part.seller_id: part.paid_out},
+        decline_code=None,
+        card_last4=None,
+        provider_intent_id=None,
+    )
+
+
+def _buyer(payment: Payment) -> str:
+    # Payments read here are whole; only a seller's view, never written back, lacks the buyer.
+    assert payment.buyer_id is not None
+    return payment.buyer_id
+
+
+def _buyer_account(payment: Payment) -> str:
+    return ledger.buyer_account(_buyer(payment))
+
+
 def _seller(row: Any) -> _Seller:
     return _Seller(
         seller_id=row[0],
@@ -242,20 +277,34 @@ class PaymentsService:
             raise NotFound(f"No payment for order {order_id}.")
         return payment
 
-    async def _viewable(self, actor: Actor, order_id: str) -> Payment:
-        payment = await self._require(order_id)
-        if actor.role in ("system", "admin"):
-            return payment
-        if actor.id == payment.buyer_id or actor.id in payment.seller_shares:
-            return payment
+    async def _viewable(self, actor: Actor, order_id: str) -> tuple[Payment, _Seller | None]:
+        """The payment, and None when the actor may see the whole of it (its buyer, an admin,
+        the system) or the actor's own part when they are a seller in it; else Forbidden."""
+        row = await self.db.fetch_one(
+            f"SELECT {_COLUMNS} FROM payments WHERE order_id = ?", (order_id,)
+        )
+        if row is None:
+            raise NotFound(f"No payment for order {order_id}.")
+        parts = await self._sellers(order_id)
+        payment = _payment(row, parts)
+        if actor.role in ("system", "admin") or actor.id == payment.buyer_id:
+            return payment, None
+        own = [part for part in parts if part.seller_id == actor.id]
+        if actor.role == "seller" and own:
+            return payment, own[0]
         raise Forbidden("This payment belongs to another account.")
 
     async def get_payment(self, actor: Actor, order_id: str) -> Payment:
-        return await self._viewable(actor, order_id)
+        payment, part = await self._viewable(actor, order_id)
+        return payment if part is None else _seller_view(payment, part)
 
     async def ledger(self, actor: Actor, order_id: str) -> list[LedgerEntry]:
-        await self._viewable(actor, order_id)
-        return await ledger.entries_for(self.db, order_id)
+        _, part = await self._viewable(actor, order_id)
+        entries = await ledger.entries_for(self.db, order_id)
+        if part is None:
+            return entries
+        own = ledger.seller_account(part.seller_id)
+        return [entry for entry in entries if entry.account == own]
 
     # Talking to the provider
 
@@ -465,12 +514,12 @@ class PaymentsService:
                 order_id,
                 "capture",
                 payment.currency,
-                {ledger.buyer_account(payment.buyer_id): -amount, ledger.ESCROW: amount},
+                {_buyer_account(payment): -amount, ledger.ESCROW: amount},
             )
             await self.outbox.add(
                 PaymentCaptured(
                     order_id=order_id,
-                    buyer_id=payment.buyer_id,
+                    buyer_id=_buyer(payment),
                     amount_minor=amount,
                     currency=payment.currency,
                 ),
@@ -568,7 +617,10 @@ class PaymentsService:
             raise InvalidInput(
                 f"Give a reason of 1 to {MAX_REASON_LENGTH} characters.", field="reason"
             )
-        return await self._refund(order_id, seller_id, reason)
+        refunded = await self._refund(order_id, seller_id, reason)
+        if actor.role == "seller":
+            return await self.get_payment(actor, order_id)  # their part, as they may see it
+        return refunded
 
     async def _refund(self, order_id: str, seller_id: str | None, reason: str) -> Payment:
         # At most two rounds: finish a refund an earlier call left pending, then this one.
@@ -672,7 +724,7 @@ class PaymentsService:
                 return payment  # a concurrent call recorded it
             sellers = {s.seller_id: s for s in await self._sellers(order_id)}
             legs: dict[str, int] = defaultdict(int)
-            legs[ledger.buyer_account(payment.buyer_id)] += pending.amount
+            legs[_buyer_account(payment)] += pending.amount
             for seller_id, amount in pending.breakdown.items():
                 s = sellers[seller_id]
                 # Money still in escrow goes straight back; the rest was paid out, and comes
@@ -715,7 +767,7 @@ class PaymentsService:
             await self.outbox.add(
                 PaymentRefunded(
                     order_id=order_id,
-                    buyer_id=payment.buyer_id,
+                    buyer_id=_buyer(payment),
                     seller_id=pending.seller_id,
                     amount_minor=pending.amount,
                     currency=payment.currency,
@@ -847,9 +899,7 @@ class PaymentsService:
         if payment.captured_minor == 0:
             return {}
         expected: dict[str, int] = defaultdict(int)
-        expected[ledger.buyer_account(payment.buyer_id)] = (
-            payment.refunded_minor - payment.captured_minor
-        )
+        expected[_buyer_account(payment)] = payment.refunded_minor - payment.captured_minor
         for s in parts:
             expected[ledger.ESCROW] += s.in_escrow
             if s.paid_out is not None:
