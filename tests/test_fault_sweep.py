@@ -47,7 +47,7 @@ SEED = 2021
 EXPECTED_SITES = {
     "checkout": [
         "gateway->orders.place_order#1",
-        "orders->cart.get_cart#1",
+        "orders->cart.cart_of#1",
         "orders->catalog.get_listings#1",
         "orders->inventory.reserve#1",
         "orders->payments.authorize#1",
@@ -104,7 +104,7 @@ async def test_every_single_fault_and_a_sample_of_pairs_leave_the_order_right(
 GATEWAY_TIMEOUTS = [
     ("checkout", Fault(Site("gateway", "orders", "place_order", 1), "timeout-before")),
     ("checkout", Fault(Site("gateway", "orders", "place_order", 1), "timeout-after")),
-    ("checkout", Fault(Site("orders", "cart", "get_cart", 1), "timeout-before")),
+    ("checkout", Fault(Site("orders", "cart", "cart_of", 1), "timeout-before")),
     ("checkout", Fault(Site("cart", "catalog", "get_listings", 1), "timeout-after")),
     ("checkout", Fault(Site("cart", "inventory", "availability", 1), "timeout-before")),
     ("cancellation", Fault(Site("gateway", "orders", "cancel_order", 1), "timeout-after")),

@@ -48,10 +48,17 @@ class CartService:
 
     async def get_cart(self, actor: Actor) -> Cart:
         actor.require("buyer")
+        return await self._priced(actor.id)
+
+    async def cart_of(self, actor: Actor, buyer_id: str) -> Cart:
+        actor.require("system")
+        return await self._priced(buyer_id)
+
+    async def _priced(self, buyer_id: str) -> Cart:
         rows = await self.db.fetch_all(
             "SELECT listing_id, seller_id, title, quantity, unit_price_minor, currency,"
             " unavailable FROM cart_lines WHERE buyer_id = ? ORDER BY added_at, listing_id",
-            (actor.id,),
+            (buyer_id,),
         )
         ids = [row[0] for row in rows]
         listings: dict[str, Listing] | None
@@ -98,7 +105,7 @@ class CartService:
                 )
             )
         return Cart(
-            buyer_id=actor.id,
+            buyer_id=buyer_id,
             lines=lines,
             item_count=sum(line.quantity for line in lines),
             totals=totals,

@@ -37,6 +37,7 @@ from colony.services.orders.api import (
 )
 from colony.services.orders.projections import BuyerHistory, SellerQueue
 from colony.services.orders.sagas import (
+    SYSTEM,
     CancellationState,
     Cards,
     CheckoutState,
@@ -286,7 +287,7 @@ class OrdersService:
         # refused placement stores nothing, and the same key may be sent again later.
         self.throttle.admit(actor.id)
         # Read the cart before any transaction: the write lock is not held across a call.
-        cart = await self.cart.get_cart(actor)
+        cart = await self.cart.cart_of(SYSTEM, actor.id)
         if not cart.lines:
             raise InvalidInput("The cart is empty.")
         unavailable = [line.title for line in cart.lines if line.status == "unavailable"]
