@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -44,16 +44,28 @@ RELOAD_SECONDS = 2.0
 
 @dataclass(frozen=True, slots=True)
 class SigningKey:
+    """An Ed25519 private key and its id: what signs a service's calls here, and people's
+    tokens in identity."""
+
     kid: str
     private_key: Ed25519PrivateKey
 
     @classmethod
-    def generate(cls) -> SigningKey:
+    def generate(cls) -> Self:
         return cls(new_id()[:16], Ed25519PrivateKey.generate())
 
-    def public_jwk(self, identity: str) -> dict[str, Any]:
+    @classmethod
+    def from_pem(cls, kid: str, pem: str) -> Self:
+        key = serialization.load_pem_private_key(pem.encode(), password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ValueError(f"key {kid} is not an Ed25519 key")
+        return cls(kid, key)
+
+    def public_jwk(self, identity: str | None = None) -> dict[str, Any]:
+        """The public half as a JWK; ``identity`` names whose it is in a trust bundle."""
         jwk = json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(self.private_key.public_key()))
-        return {**jwk, "kid": self.kid, "alg": "EdDSA", "use": "sig", "colony_identity": identity}
+        jwk |= {"kid": self.kid, "alg": "EdDSA", "use": "sig"}
+        return jwk if identity is None else {**jwk, "colony_identity": identity}
 
     def private_pem(self) -> str:
         return self.private_key.private_bytes(
@@ -199,10 +211,10 @@ class KeyDirectory:
             raise MissingKey(
                 f"No signing key for {identity!r} in {self.path} (run `colony keys init`)."
             ) from exc
-        key = serialization.load_pem_private_key(data["private_pem"].encode(), password=None)
-        if not isinstance(key, Ed25519PrivateKey):
-            raise MissingKey(f"The key of {identity!r} in {self.path} is not an Ed25519 key.")
-        return SigningKey(str(data["kid"]), key)
+        try:
+            return SigningKey.from_pem(str(data["kid"]), data["private_pem"])
+        except ValueError as exc:
+            raise MissingKey(f"The key of {identity!r} in {self.path} is unusable: {exc}") from exc
 
     def _read_bundle(self) -> dict[str, TrustedKey]:
         try:
