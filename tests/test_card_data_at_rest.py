@@ -16,10 +16,9 @@ import httpx
 import pytest
 
 from checkout_helpers import ADDRESS
-from colony.composition import SERVICE_NAMES
 from colony.payment_provider import CARD_DECLINED
 from colony.platform.web.server import free_port
-from test_crash_recovery import COLONY, environment, sign_up
+from test_crash_recovery import COLONY, environment, http_topology, sign_up
 
 CARD_PAID = "5555555555554444"  # approved: the simulator approves any number not magic
 
@@ -72,15 +71,7 @@ def ended(api: httpx.Client, buyer: dict[str, str], order_id: str) -> dict[str, 
 def test_no_card_number_is_kept_in_any_database_or_log(
     binding, tmp_path, payment_provider, mail_sink
 ):
-    topology = None
-    if binding == "http":
-        topology = tmp_path / "topology.toml"
-        topology.write_text(
-            "".join(
-                f'[services.{name}]\nbinding = "http"\nurl = "http://127.0.0.1:{free_port()}"\n'
-                for name in SERVICE_NAMES
-            )
-        )
+    topology = http_topology(tmp_path) if binding == "http" else None
     data_dir = tmp_path / "data"
     env = environment(data_dir, free_port(), payment_provider, topology)
     env["COLONY_LOG_LEVEL"] = "debug"

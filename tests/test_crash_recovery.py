@@ -43,6 +43,19 @@ def environment(data_dir: Path, port: int, provider: str, topology: Path | None)
     return env
 
 
+def http_topology(directory: Path) -> Path:
+    """A topology file placing every service in ``colony up``'s own process, each served and
+    called over HTTP on a port of its own."""
+    topology = directory / "topology.toml"
+    topology.write_text(
+        "".join(
+            f'[services.{name}]\nbinding = "http"\nurl = "http://127.0.0.1:{free_port()}"\n'
+            for name in SERVICE_NAMES
+        )
+    )
+    return topology
+
+
 def start(env: dict[str, str]) -> subprocess.Popen[str]:
     process = subprocess.Popen(
         [COLONY, "up", "--seed-size", "1"],
@@ -88,15 +101,7 @@ def open_orders(data_dir: Path) -> int:
 def test_a_process_killed_mid_saga_finishes_every_order_after_restart(
     binding, tmp_path, payment_provider, mail_sink
 ):
-    topology = None
-    if binding == "http":
-        topology = tmp_path / "topology.toml"
-        topology.write_text(
-            "".join(
-                f'[services.{name}]\nbinding = "http"\nurl = "http://127.0.0.1:{free_port()}"\n'
-                for name in SERVICE_NAMES
-            )
-        )
+    topology = http_topology(tmp_path) if binding == "http" else None
     env = environment(tmp_path / "data", free_port(), payment_provider, topology)
     process = start(env)
     provider = httpx.Client(base_url=payment_provider)

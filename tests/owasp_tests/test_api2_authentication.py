@@ -25,6 +25,7 @@ from colony.services.gateway.auth import REVOCATIONS_SYNC_SECONDS, Authenticator
 from colony.services.identity.domain import PER_ACCOUNT, PER_ACCOUNT_AND_ADDRESS, PER_ADDRESS
 from colony.services.identity.passwords import Passwords
 from conftest import Session, sign_up, unique_email
+from owasp_tests.refusals import retry_after
 
 Connect = Callable[..., httpx.AsyncClient]
 """A client connecting from an address (and to an app, by default the marketplace's)."""
@@ -60,15 +61,6 @@ async def connect(marketplace: Marketplace) -> AsyncIterator[Connect]:
 
 async def log_in(client: httpx.AsyncClient, email: str, password: str) -> httpx.Response:
     return await client.post("/api/v1/tokens", json={"email": email, "password": password})
-
-
-def retry_after(response: httpx.Response) -> int:
-    assert response.status_code == 429, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    assert response.json()["type"] == "/problems/rate-limited"
-    seconds = int(response.headers["retry-after"])
-    assert seconds >= 1
-    return seconds
 
 
 # --- log-in throttling ------------------------------------------------------------------------

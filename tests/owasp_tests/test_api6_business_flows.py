@@ -24,15 +24,7 @@ from colony.services.orders.throttle import (
     CheckoutThrottle,
 )
 from conftest import Session, list_product, sign_up
-
-
-def retry_after(response: httpx.Response) -> int:
-    assert response.status_code == 429, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    assert response.json()["type"] == "/problems/rate-limited"
-    seconds = int(response.headers["retry-after"])
-    assert seconds >= 1
-    return seconds
+from owasp_tests.refusals import retry_after
 
 
 async def payment_of(client: httpx.AsyncClient, who: Session, order_id: str) -> dict[str, Any]:
