@@ -34,6 +34,7 @@ from kubernetes_validate import utils as kubernetes_validate
 from colony.composition import IDENTITIES, OPERATOR_IDENTITIES, SERVICE_NAMES, service_definitions
 from colony.platform.config import Settings
 from colony.platform.runtime.interface import interface_methods
+from colony.platform.runtime.operations import OperationsApi
 from colony.platform.runtime.topology import Topology
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -786,9 +787,12 @@ ANYONE = "anyone"
 
 
 def declared_callers(service: str) -> set[str]:
-    """Who may call ``service``: every identity some method of its interface lists."""
+    """Who may call ``service``: every identity some method of its interface lists, or of
+    the platform's operations interface every service serves beside its own."""
     (definition,) = (d for d in service_definitions() if d.name == service)
-    return set().union(*(method.callers for method in interface_methods(definition.api).values()))
+    methods = [*interface_methods(definition.api).values()]
+    methods += interface_methods(OperationsApi).values()
+    return set().union(*(method.callers for method in methods))
 
 
 def pods(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 from colony.platform.runtime import Runtime
 from colony.platform.security import Actor
@@ -210,24 +209,22 @@ def _ending(orders: OrdersAudit) -> Check:
 
 
 async def _outboxes(runtime: Runtime, outbox_bound_seconds: float) -> Check:
-    """The outboxes of the services in this process, each read in a snapshot of its own."""
+    """Every service's outbox, as the service itself reads it in a snapshot of its own."""
     outbox = Check("outbox delivered", {})
+    states = await asyncio.gather(
+        *(
+            runtime.operations(name, CALLER).outbox(SYSTEM, outbox_bound_seconds)
+            for name in sorted(runtime.definitions)
+        )
+    )
     stale_by_service = {}
-    for name, db in sorted(runtime.databases.items()):
-        async with db.snapshot() as moment:
-            cutoff = (moment - timedelta(seconds=outbox_bound_seconds)).isoformat()
-            pending = await db.fetch_value(
-                "SELECT count(*) FROM outbox WHERE published_at IS NULL", ()
-            )
-            stale = await db.fetch_value(
-                "SELECT count(*) FROM outbox WHERE published_at IS NULL AND created_at < ?",
-                (cutoff,),
-            )
-        outbox.as_of.setdefault("outboxes", moment.isoformat())
-        outbox.counts[f"{name} pending"] = int(pending)
-        if stale:
-            stale_by_service[name] = (
-                f"{name}: {stale} events unpublished for over {outbox_bound_seconds:g} s"
+    for state in states:
+        outbox.as_of[state.service] = state.as_of
+        outbox.counts[f"{state.service} pending"] = state.pending
+        if state.stale:
+            stale_by_service[state.service] = (
+                f"{state.service}: {state.stale} events unpublished"
+                f" for over {outbox_bound_seconds:g} s"
             )
     outbox.suspect("stale outboxes", stale_by_service)
     return outbox

@@ -137,9 +137,12 @@ class Deployment:
             self.roles = None
 
     def verify(self) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [COLONY, "verify"], env=self.env, capture_output=True, text=True, timeout=180
-        )
+        return self.command("verify")
+
+    def command(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``colony <args>`` against this deployment, its table wide enough to read whole."""
+        env = {**self.env, "COLUMNS": "400"}
+        return subprocess.run([COLONY, *args], env=env, capture_output=True, text=True, timeout=180)
 
     def service_pids(self, instance: str) -> list[int]:
         """The pids of the supervised processes serving ``instance`` (e.g. orders-1)."""

@@ -9,6 +9,7 @@ import uuid
 import httpx
 
 from checkout_helpers import ADDRESS, add_to_cart, checkout, place, stock_of, wait_for
+from colony.composition import SERVICE_NAMES
 from colony.payment_provider import CARD_DECLINED
 from conftest import list_product, sign_up
 from e2e.deployment import Deployment
@@ -188,3 +189,12 @@ def test_every_invariant_holds_afterwards(deployment):
     result = deployment.verify()
     assert result.returncode == 0, result.stdout + result.stderr
     assert "VIOLATED" not in result.stdout
+    # Every service answered for its own outbox, wherever it runs (no database opened here).
+    for name in SERVICE_NAMES:
+        assert f"{name} pending" in result.stdout, result.stdout
+
+
+def test_dead_letters_are_asked_of_each_service(deployment):
+    result = deployment.command("dlq", "list")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No dead letters." in result.stdout + result.stderr

@@ -23,9 +23,11 @@ from colony.composition import SERVICE_NAMES, service_definitions
 from colony.distributed.plan import parse_replicas
 from colony.distributed.running import running_distributed
 from colony.platform.config import Settings
+from colony.platform.errors import NotFound
 from colony.platform.logging import configure_logging
-from colony.platform.messaging.consumer import list_dead_letters, load_dead_letter
+from colony.platform.messaging.consumer import DeadLetter
 from colony.platform.runtime import Runtime, Topology, collector
+from colony.platform.security import Actor
 
 app = typer.Typer(help="Colony: a marketplace of independent services.", no_args_is_help=True)
 dlq = typer.Typer(help="Inspect and replay dead-lettered messages.", no_args_is_help=True)
@@ -239,7 +241,7 @@ def dlq_list(
     include_replayed: Annotated[bool, typer.Option(help="Show replayed ones too.")] = False,
     topology: TopologyOption = None,
 ) -> None:
-    """Dead letters of every local service."""
+    """Dead letters of every service, each asked through its own endpoint."""
     settings = _settings()
 
     async def main() -> None:
@@ -248,8 +250,9 @@ def dlq_list(
             for column in ("id", "consumer", "topic", "attempts", "failed at", "replayed", "error"):
                 table.add_column(column)
             count = 0
-            for db in runtime.databases.values():
-                for letter in await list_dead_letters(db, include_replayed):
+            for name in sorted(runtime.definitions):
+                letters = await runtime.operations(name).dead_letters(_OPERATOR, include_replayed)
+                for letter in letters:
                     count += 1
                     table.add_row(
                         letter.id,
@@ -265,11 +268,17 @@ def dlq_list(
     _run(main())
 
 
-async def _find(runtime: Runtime, dead_letter_id: str) -> tuple[str, Any]:
-    for name, db in runtime.databases.items():
-        letter = await load_dead_letter(db, dead_letter_id)
-        if letter is not None:
-            return name, letter
+_OPERATOR = Actor.system("cli")
+"""Who ``colony dlq`` asks as: the operator's command, acting as itself."""
+
+
+async def _find(runtime: Runtime, dead_letter_id: str) -> tuple[str, DeadLetter]:
+    """The service holding a dead letter, and the letter, asking each service in turn."""
+    for name in sorted(runtime.definitions):
+        try:
+            return name, await runtime.operations(name).dead_letter(_OPERATOR, dead_letter_id)
+        except NotFound:
+            continue
     console.print(f"[red]No dead letter {dead_letter_id}.")
     raise typer.Exit(1)
 
@@ -297,11 +306,7 @@ def dlq_replay(dead_letter_id: str, topology: TopologyOption = None) -> None:
     async def main() -> None:
         async with _services(settings, _topology(settings, topology)) as runtime:
             service, _ = await _find(runtime, dead_letter_id)
-            consumer = runtime.consumers.get(service)
-            if consumer is None:
-                console.print(f"[red]{service} has no consumer any more.")
-                raise typer.Exit(1)
-            if await consumer.replay(dead_letter_id):
+            if await runtime.operations(service).replay(_OPERATOR, dead_letter_id):
                 console.print(f"[green]Replayed {dead_letter_id}.")
             else:
                 console.print(f"[red]{dead_letter_id} failed again; it stays dead-lettered.")
@@ -316,7 +321,6 @@ def projections_rebuild(topology: TopologyOption = None) -> None:
     settings = _settings()
 
     async def main() -> None:
-        from colony.platform.security import Actor
         from colony.services.orders.api import OrdersApi
 
         async with _services(settings, _topology(settings, topology)) as runtime:

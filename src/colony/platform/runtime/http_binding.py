@@ -35,6 +35,7 @@ from colony.platform.resilience import (
     retried_above,
 )
 from colony.platform.runtime.interface import MethodSpec, interface_methods
+from colony.platform.runtime.operations import OperationsApi
 from colony.platform.trust import TokenIssuer, TokenVerifier
 from colony.platform.web.problems import install_problem_handlers
 
@@ -51,13 +52,45 @@ def rpc_app(
     verifier: TokenVerifier,
     ready: Callable[[], Awaitable[str | None]] | None = None,
     extra_routes: Sequence[BaseRoute] = (),
+    operations: Any = None,
 ) -> Starlette:
     """Serve ``implementation`` of ``api`` over HTTP, with liveness and readiness probes;
     ``ready`` returns why the service is not ready, or None when it is. ``extra_routes`` are
-    the process's own (its dependencies' state, fault injection when enabled).
+    the process's own (its dependencies' state, fault injection when enabled);
+    ``operations``, the service's :class:`~colony.platform.runtime.operations.OperationsApi`,
+    is served under ``/platform/``.
 
     A call is served only with a service token that ``verifier`` accepts (else 401) from a
     caller the method's list allows (else 403); the actor the method sees is the token's."""
+
+    async def live(request: Request) -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    async def readiness(request: Request) -> Response:
+        problem = await ready() if ready is not None else None
+        if problem is None:
+            return Response(b'{"status":"ready"}', media_type="application/json")
+        body = msgspec.json.encode({"status": "unavailable", "reason": problem})
+        return Response(body, status_code=503, media_type="application/json")
+
+    routes: list[BaseRoute] = [
+        Route("/rpc/{method}", _endpoint(api, implementation, verifier), methods=["POST"]),
+        Route("/health/live", live),
+        Route("/health/ready", readiness),
+    ]
+    if operations is not None:
+        endpoint = _endpoint(OperationsApi, operations, verifier)
+        routes.append(Route("/platform/{method}", endpoint, methods=["POST"]))
+    app = Starlette(routes=[*routes, *extra_routes])
+    install_problem_handlers(app)
+    return app
+
+
+def _endpoint(
+    api: type, implementation: Any, verifier: TokenVerifier
+) -> Callable[[Request], Awaitable[Response]]:
+    """The route serving every method of ``api``: the method named in the path, called with
+    the body's parameters and the verified token's actor, in the call's context."""
     methods = interface_methods(api)
 
     async def call(request: Request) -> Response:
@@ -97,26 +130,7 @@ def rpc_app(
             return Response(status_code=204)
         return Response(spec.encoder.encode(result), media_type="application/json")
 
-    async def live(request: Request) -> Response:
-        return Response(b'{"status":"ok"}', media_type="application/json")
-
-    async def readiness(request: Request) -> Response:
-        problem = await ready() if ready is not None else None
-        if problem is None:
-            return Response(b'{"status":"ready"}', media_type="application/json")
-        body = msgspec.json.encode({"status": "unavailable", "reason": problem})
-        return Response(body, status_code=503, media_type="application/json")
-
-    app = Starlette(
-        routes=[
-            Route("/rpc/{method}", call, methods=["POST"]),
-            Route("/health/live", live),
-            Route("/health/ready", readiness),
-            *extra_routes,
-        ]
-    )
-    install_problem_handlers(app)
-    return app
+    return call
 
 
 def _bearer(header: str | None) -> str | None:
@@ -175,19 +189,25 @@ class HttpClientFactory:
         raise ServiceUnavailable("; ".join(errors))
 
     def client(
-        self, api: type, base_urls: Sequence[str], issuer: TokenIssuer, name: str | None = None
+        self,
+        api: type,
+        base_urls: Sequence[str],
+        issuer: TokenIssuer,
+        name: str | None = None,
+        audience: str | None = None,
+        prefix: str = "/rpc/",
     ) -> Any:
-        """An object with the interface's methods, each a POST to one of the replicas, with a
-        token from ``issuer`` naming the caller, the service (``api.service_name``) and the
-        actor the call is made for."""
+        """An object with the interface's methods, each a POST to ``prefix`` + the method at
+        one of the replicas, with a token from ``issuer`` naming the caller, the service
+        (``audience``, by default ``api.service_name``) and the actor the call is made for."""
         methods = interface_methods(api)
         dependency = self.resilience.dependency(
             name or api.__name__, [url.rstrip("/") for url in base_urls]
         )
         dependency.start_probing(self._probe)
-        audience = api.service_name  # type: ignore[attr-defined]
+        audience = audience or api.service_name  # type: ignore[attr-defined]
         namespace = {
-            name: _remote_method(self, spec, dependency, issuer, audience)
+            name: _remote_method(self, spec, dependency, issuer, audience, prefix)
             for name, spec in methods.items()
         }
         namespace["__repr__"] = lambda self: f"<HTTP client {api.__name__} at {dependency}>"
@@ -211,8 +231,9 @@ def _remote_method(
     dependency: Dependency,
     issuer: TokenIssuer,
     audience: str,
+    prefix: str,
 ) -> Any:
-    path = "/rpc/" + spec.name
+    path = prefix + spec.name
 
     async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
         bound = spec.signature.bind(self, *args, **kwargs)

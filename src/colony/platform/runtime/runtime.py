@@ -35,6 +35,7 @@ from colony.platform.resilience import BulkheadPolicy, CallPolicy, Resilience
 from colony.platform.runtime.definition import ServiceContext, ServiceDefinition
 from colony.platform.runtime.http_binding import HttpClientFactory, rpc_app
 from colony.platform.runtime.inprocess_binding import guarded
+from colony.platform.runtime.operations import OperationsApi, ServiceOperations
 from colony.platform.runtime.topology import Topology
 from colony.platform.storage import Database, open_database
 from colony.platform.storage.migrations import PLATFORM_MIGRATIONS, migrate
@@ -77,6 +78,7 @@ class Runtime:
         self.databases: dict[str, Database] = {}
         self.relays: dict[str, OutboxRelay] = {}
         self.consumers: dict[str, Consumer] = {}
+        self._operations: dict[str, ServiceOperations] = {}
         self.resilience = _resilience(settings)
         self._http = HttpClientFactory(self.resilience)
         self.http = HttpClient(self.resilience)
@@ -161,6 +163,9 @@ class Runtime:
             consumer = Consumer(definition.name, db, handlers)
             self.consumers[definition.name] = consumer
             self.broker.subscribe(consumer)
+        self._operations[definition.name] = ServiceOperations(
+            definition.name, db, self.consumers.get(definition.name)
+        )
 
     async def serve(self, name: str, host: str, port: int) -> HttpServer:
         """Serve a local service's interface over HTTP, with its health probes."""
@@ -179,7 +184,14 @@ class Runtime:
         if self.settings.fault_injection:
             routes.extend(faults.admin_routes())
         verifier = TokenVerifier(name, self.keys)
-        app = rpc_app(self.definitions[name].api, self.services[name], verifier, ready, routes)
+        app = rpc_app(
+            self.definitions[name].api,
+            self.services[name],
+            verifier,
+            ready,
+            routes,
+            operations=self._operations[name],
+        )
         server = HttpServer(app, host, port)
         await server.start()
         self.servers[name] = server
@@ -202,6 +214,30 @@ class Runtime:
         if self._interpose is not None:
             client = self._interpose(name, client)
         self._clients[(caller, name)] = client
+        return client  # type: ignore[no-any-return]
+
+    def operations(self, name: str, caller: str | None = None) -> OperationsApi:
+        """What service ``name`` answers about its outbox and dead letters, asked as
+        ``caller`` (by default this runtime's identity), wherever the service runs."""
+        caller = caller or self.identity
+        if name not in self.definitions:
+            raise KeyError(name)
+        known = self._clients.get((caller, "platform:" + name))
+        if known is not None:
+            return known  # type: ignore[no-any-return]
+        placement = self.topology.placement(name)
+        if placement.binding == "inprocess":
+            client = guarded(OperationsApi, self._operations[name], caller)
+        else:
+            client = self._http.client(
+                OperationsApi,
+                placement.addresses,
+                self.issuer(caller),
+                name,
+                audience=name,
+                prefix="/platform/",
+            )
+        self._clients[(caller, "platform:" + name)] = client
         return client  # type: ignore[no-any-return]
 
     async def ping(self, name: str, timeout_seconds: float | None = None) -> None:
@@ -280,6 +316,7 @@ class Runtime:
         self.databases.clear()
         self.relays.clear()
         self.consumers.clear()
+        self._operations.clear()
         self._clients.clear()
 
 
