@@ -12,17 +12,18 @@ from colony.platform.runtime import ServiceDefinition
 from colony.platform.saga import SAGA_MIGRATIONS
 from colony.services.cart.api import CartApi
 from colony.services.cart.service import CartService
-from colony.services.catalog.api import CatalogApi
+from colony.services.catalog.api import CatalogApi, ListingCreated, ListingDelisted, ListingUpdated
 from colony.services.catalog.service import CatalogService
-from colony.services.delivery.api import DeliveryApi
+from colony.services.delivery.api import DeliveryApi, ShipmentStatusChanged
 from colony.services.delivery.service import DeliveryService
-from colony.services.identity.api import IdentityApi
+from colony.services.identity.api import AccountRegistered, IdentityApi
 from colony.services.identity.service import IdentityService
 from colony.services.inventory.api import InventoryApi
 from colony.services.inventory.service import InventoryService
 from colony.services.notifications.api import NotificationsApi
+from colony.services.notifications.dispatcher import DeliveryGaveUp
 from colony.services.notifications.service import NotificationsService
-from colony.services.orders.api import OrdersApi
+from colony.services.orders.api import OrderCancelled, OrderCompleted, OrderRefunded, OrdersApi
 from colony.services.orders.service import OrdersService
 from colony.services.payments.api import PaymentsApi
 from colony.services.payments.service import PaymentsService
@@ -37,15 +38,22 @@ def _migrations(name: str) -> Path:
 
 
 def service_definitions() -> list[ServiceDefinition]:
+    """Each service with what it consumes (the runtime checks it against the service's
+    subscriptions): the event catalogue, ``/api/asyncapi.json``, is built from it."""
     return [
-        ServiceDefinition("identity", IdentityApi, IdentityService, _migrations("identity")),
-        ServiceDefinition("catalog", CatalogApi, CatalogService, _migrations("catalog")),
+        ServiceDefinition(
+            "identity", IdentityApi, IdentityService, _migrations("identity"), consumes=()
+        ),
+        ServiceDefinition(
+            "catalog", CatalogApi, CatalogService, _migrations("catalog"), consumes=()
+        ),
         ServiceDefinition(
             "inventory",
             InventoryApi,
             InventoryService,
             _migrations("inventory"),
             depends_on=("catalog",),
+            consumes=(ListingCreated,),
         ),
         ServiceDefinition(
             "cart",
@@ -53,9 +61,22 @@ def service_definitions() -> list[ServiceDefinition]:
             CartService,
             _migrations("cart"),
             depends_on=("catalog", "inventory"),
+            consumes=(ListingDelisted, ListingUpdated),
         ),
-        ServiceDefinition("payments", PaymentsApi, PaymentsService, _migrations("payments")),
-        ServiceDefinition("delivery", DeliveryApi, DeliveryService, _migrations("delivery")),
+        ServiceDefinition(
+            "payments",
+            PaymentsApi,
+            PaymentsService,
+            _migrations("payments"),
+            consumes=(ShipmentStatusChanged,),
+        ),
+        ServiceDefinition(
+            "delivery",
+            DeliveryApi,
+            DeliveryService,
+            _migrations("delivery"),
+            consumes=(OrderCompleted, OrderCancelled),
+        ),
         ServiceDefinition(
             "orders",
             OrdersApi,
@@ -63,18 +84,30 @@ def service_definitions() -> list[ServiceDefinition]:
             _migrations("orders"),
             depends_on=("catalog", "inventory", "cart", "payments", "delivery"),
             components=(("eventsourcing", EVENT_STORE_MIGRATIONS), ("saga", SAGA_MIGRATIONS)),
+            consumes=(),
         ),
         ServiceDefinition(
             "notifications",
             NotificationsApi,
             NotificationsService,
             _migrations("notifications"),
+            # DeliveryGaveUp is its own: what a dead delivery's dead letter carries, applied
+            # when the letter is replayed, never published.
+            consumes=(
+                AccountRegistered,
+                OrderCompleted,
+                OrderCancelled,
+                OrderRefunded,
+                ShipmentStatusChanged,
+                DeliveryGaveUp,
+            ),
         ),
         ServiceDefinition(
             "recommendations",
             RecommendationsApi,
             RecommendationsService,
             _migrations("recommendations"),
+            consumes=(OrderCompleted,),
         ),
     ]
 

@@ -14,6 +14,7 @@ from colony.composition import service_definitions
 from colony.distributed.plan import GATEWAY
 from colony.platform.config import Settings
 from colony.platform.errors import ColonyError
+from colony.platform.messaging.asyncapi import asyncapi_document
 from colony.platform.runtime import Runtime, Topology
 from colony.platform.web.server import HttpServer
 from colony.services.cart.api import CartApi
@@ -87,7 +88,9 @@ async def running_marketplace(
         )
         auth = Authenticator(backends.identity)
         await auth.refresh()
-        marketplace = Marketplace(runtime, backends, create_app(backends, settings, auth))
+        catalogue = asyncapi_document(runtime.definitions.values())
+        app = create_app(backends, settings, auth, event_catalogue=catalogue)
+        marketplace = Marketplace(runtime, backends, app)
         if serve:
             marketplace.server = HttpServer(marketplace.app, settings.host, settings.port)
             await marketplace.server.start()

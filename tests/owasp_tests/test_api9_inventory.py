@@ -21,6 +21,7 @@ ELSEWHERE = "203.0.113.7"  # a documentation address: not this host's
 API_PREFIX = "/api/v1/"
 NOT_API = {
     "/api/openapi.json": "the API's document itself",
+    "/api/asyncapi.json": "the event catalogue's document (AsyncAPI): events, not operations",
     "/api/docs": "the document, rendered for people",
     "/.well-known/jwks.json": "token keys where JWT libraries look (also GET /api/v1/jwks)",
     "/health/live": "liveness probe",

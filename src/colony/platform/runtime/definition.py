@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from colony.platform.config import Settings
-from colony.platform.messaging import Outbox
+from colony.platform.messaging import Event, Outbox
 from colony.platform.storage import Database
 
 if TYPE_CHECKING:
@@ -34,6 +34,24 @@ class ServiceDefinition:
     depends_on: tuple[str, ...] = ()
     components: tuple[tuple[str, Path], ...] = ()
     """Platform parts the service keeps tables for (name, migrations), e.g. the event store."""
+    consumes: tuple[type[Event], ...] | None = None
+    """The event types the service's ``subscriptions()`` handle, declared so the event
+    catalogue can be built without building the service; None leaves them undeclared."""
+
+    def check_subscriptions(self, handled: Collection[type[Any]]) -> None:
+        """Refuse a service that handles other events than its definition declares: the
+        event catalogue would tell of consumers that are not there, or miss some."""
+        if self.consumes is None:
+            return
+        declared, subscribed = set(self.consumes), set(handled)
+        if declared != subscribed:
+            undeclared = sorted(t.topic for t in subscribed - declared)
+            unhandled = sorted(t.topic for t in declared - subscribed)
+            raise ValueError(
+                f"{self.name} subscribes to other events than its definition declares it"
+                f" consumes: handled but undeclared {undeclared}, declared but not handled"
+                f" {unhandled}"
+            )
 
 
 @dataclass

@@ -153,12 +153,17 @@ class Runtime:
         outbox = Outbox(db, definition.name)
         ctx = ServiceContext(definition.name, self.settings, db, outbox, self)
         service = definition.build(ctx)
+        handlers = service.subscriptions() if hasattr(service, "subscriptions") else {}
+        try:
+            definition.check_subscriptions(handlers)  # before any of its work starts
+        except ValueError:
+            await db.close()
+            raise
         if hasattr(service, "start"):
             await service.start()
         self.services[definition.name] = service
         self.databases[definition.name] = db
         self.relays[definition.name] = OutboxRelay(outbox, self.broker)
-        handlers = service.subscriptions() if hasattr(service, "subscriptions") else {}
         if handlers:
             consumer = Consumer(definition.name, db, handlers)
             self.consumers[definition.name] = consumer

@@ -1,12 +1,14 @@
-"""The gateway's ASGI app: the REST API, its documentation, health, and the storefront."""
+"""The gateway's ASGI app: the REST API, its documentation and the event catalogue's,
+health, and the storefront."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import ipaddress
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import openapi_ui_bundles
@@ -80,10 +82,14 @@ def create_app(
     auth: Authenticator,
     cors_origins: Collection[str] = (),
     trusted_proxies: Collection[str] = LOCAL_PROXIES,
+    event_catalogue: Mapping[str, Any] | None = None,
 ) -> ASGIApp:
     """The gateway. ``cors_origins``: the origins (``https://shop.example``) whose pages may
     call the API from a browser, none by default. ``trusted_proxies``: the addresses whose
-    ``X-Forwarded-Proto`` is believed, this host's by default."""
+    ``X-Forwarded-Proto`` is believed, this host's by default. ``event_catalogue``: the
+    AsyncAPI document of the events between the services, served at /api/asyncapi.json
+    when given (the gateway cannot build it: it knows the services by their interfaces
+    alone, not what each consumes)."""
     api = build_api(backends, auth, settings.search_stale_seconds)
     add_order_routes(api, backends, settings.recommendations_timeout_seconds)
     openapi = msgspec.json.encode(
@@ -92,6 +98,11 @@ def create_app(
 
     async def openapi_json(request: Request) -> Response:
         return Response(openapi, media_type="application/json")
+
+    asyncapi = msgspec.json.encode(event_catalogue) if event_catalogue is not None else None
+
+    async def asyncapi_json(request: Request) -> Response:
+        return Response(asyncapi, media_type="application/json")
 
     async def docs(request: Request) -> Response:
         return HTMLResponse(_DOCS_PAGE)
@@ -126,6 +137,7 @@ def create_app(
     routes: list[BaseRoute] = [
         *api.routes(),
         Route("/api/openapi.json", openapi_json),
+        *([Route("/api/asyncapi.json", asyncapi_json)] if asyncapi is not None else []),
         Route("/api/docs", docs),
         Mount("/api/docs/assets", StaticFiles(directory=openapi_ui_bundles.swagger_ui.static_path)),
         Route("/.well-known/jwks.json", jwks),
