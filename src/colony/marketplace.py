@@ -20,7 +20,7 @@ from colony.platform.web.server import HttpServer
 from colony.services.cart.api import CartApi
 from colony.services.catalog.api import CatalogApi
 from colony.services.delivery.api import DeliveryApi
-from colony.services.gateway.app import create_app
+from colony.services.gateway.app import create_app, may_scrape
 from colony.services.gateway.auth import Authenticator
 from colony.services.gateway.backends import Backends
 from colony.services.identity.api import IdentityApi
@@ -89,7 +89,8 @@ async def running_marketplace(
         auth = Authenticator(backends.identity)
         await auth.refresh()
         catalogue = asyncapi_document(runtime.definitions.values())
-        app = create_app(backends, settings, auth, event_catalogue=catalogue)
+        metrics = runtime.metrics_route(lambda request: may_scrape(request, settings.metrics_token))
+        app = create_app(backends, settings, auth, event_catalogue=catalogue, metrics=metrics)
         marketplace = Marketplace(runtime, backends, app)
         if serve:
             marketplace.server = HttpServer(marketplace.app, settings.host, settings.port)

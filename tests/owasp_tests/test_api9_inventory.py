@@ -27,6 +27,7 @@ NOT_API = {
     "/health/live": "liveness probe",
     "/health/ready": "readiness probe",
     "/admin/dependencies": "operators' view of breakers, to this machine alone",
+    "/metrics": "Prometheus's scrape, to this machine or a scraper holding the metrics token",
 }
 """Routes the gateway serves that are not API operations, and what each is."""
 STATIC_MOUNTS = {"/static": "the storefront's style sheet", "/api/docs/assets": "Swagger UI"}

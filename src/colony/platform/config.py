@@ -20,6 +20,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str = "info"
     log_json: bool | None = None
     access_log: bool = False
+    metrics_token: str | None = None
+    """The bearer token a Prometheus elsewhere presents to scrape the gateway's ``/metrics``
+    (unset: only a scraper on this machine may). Services' own ports serve theirs to any
+    caller the network lets in."""
     fault_injection: bool = False
     """Serve ``/admin/faults`` (:mod:`colony.platform.faults`) so ``colony faults`` can break
     this process's links, consumers and clock. Off except for chaos runs."""
@@ -58,7 +62,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     restart_backoff_seconds: float = 0.5
     """How long the supervisor waits before starting a process that exited; doubled while it
     keeps failing, up to 30 s."""
-    """NATS JetStream carries events between processes; unset: in-process delivery."""
     # Checkout and what follows it.
     payment_provider_url: str = "http://127.0.0.1:8181"
     payment_timeout_seconds: float = 2.0

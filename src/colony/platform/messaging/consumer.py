@@ -6,6 +6,7 @@ finds its id and has no second effect.
 
 from __future__ import annotations
 
+import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from colony.platform.messaging.message import (
     encode_message,
     owner_of,
 )
+from colony.platform.observability.metrics import dead_lettered, messaging_process_duration
 from colony.platform.resilience import deadline, retried_above
 from colony.platform.storage import Database
 
@@ -70,6 +72,7 @@ class Consumer:
         self.retry = retry or RetryPolicy()
         self._routes = {event_type.topic: (event_type, h) for event_type, h in handlers.items()}
         self._log = get_logger("consumer", consumer=name)
+        self._timers: dict[tuple[str, str], Any] = {}
 
     @property
     def topics(self) -> Iterable[str]:
@@ -87,22 +90,37 @@ class Consumer:
                 f" {owner_of(message.topic)} publishes it"
             )
         event_type, handler = self._routes[message.topic]
-        event = message.decode(event_type)
-        with (
-            context.call_context(correlation=message.headers.get("correlation_id")),
-            deadline.deadline(self.retry.deadline_seconds),
-            retried_above(),
-        ):
-            # The inbox row first: if the handler fails, the transaction takes both back.
-            first = await self.db.execute(
-                "INSERT INTO inbox (consumer, message_id, processed_at) VALUES (?, ?, ?)"
-                " ON CONFLICT (consumer, message_id) DO NOTHING",
-                (self.name, message.id, utc_now_iso()),
+        started = time.perf_counter()
+        outcome = "retry"
+        try:
+            event = message.decode(event_type)
+            with (
+                context.call_context(correlation=message.headers.get("correlation_id")),
+                deadline.deadline(self.retry.deadline_seconds),
+                retried_above(),
+            ):
+                # The inbox row first: if the handler fails, the transaction takes both back.
+                first = await self.db.execute(
+                    "INSERT INTO inbox (consumer, message_id, processed_at) VALUES (?, ?, ?)"
+                    " ON CONFLICT (consumer, message_id) DO NOTHING",
+                    (self.name, message.id, utc_now_iso()),
+                )
+                if not first:
+                    outcome = "duplicate"
+                    return False
+                await handler(event)
+            outcome = "ok"
+            return True
+        finally:
+            self._timer(message.topic, outcome).observe(time.perf_counter() - started)
+
+    def _timer(self, topic: str, outcome: str) -> Any:
+        timer = self._timers.get((topic, outcome))
+        if timer is None:
+            timer = self._timers[(topic, outcome)] = messaging_process_duration.labels(
+                self.name, self.name, topic, outcome
             )
-            if not first:
-                return False
-            await handler(event)
-        return True
+        return timer
 
     async def deliver_all(self, messages: list[Message]) -> None:
         """Deliver in order: all in one transaction when every one applies at the first
@@ -207,6 +225,7 @@ async def record_dead_letter(
             utc_now_iso(),
         ),
     )
+    dead_lettered.labels(consumer, message.topic).inc()
 
 
 def _dead_letter_from_row(row: Any) -> DeadLetter:

@@ -44,6 +44,7 @@ from nats.js import api
 from colony.platform.logging import get_logger
 from colony.platform.messaging.consumer import Consumer, record_dead_letter
 from colony.platform.messaging.message import Message, decode_message, encode_message
+from colony.platform.observability.metrics import jetstream_redeliveries
 from colony.platform.resilience import Resilience
 
 NATS = "nats"
@@ -141,6 +142,18 @@ class JetStreamBroker:
         if nc is not None:
             with contextlib.suppress(Exception):
                 await nc.close()
+
+    async def pending(self) -> dict[tuple[str, str], int]:
+        """Messages JetStream holds for each of this process's durable consumers and has not
+        delivered yet, by (consumer, durable): how far behind the consumers are."""
+        if self._js is None:
+            return {}
+        counts = {}
+        for consumer in self._consumers:
+            for durable in self._durables(consumer).values():
+                info = await self._js.consumer_info(self.policy.stream, durable, timeout=2.0)
+                counts[(consumer.name, durable)] = int(info.num_pending or 0)
+        return counts
 
     async def _on_error(self, exc: Exception) -> None:
         """nats-py's own handler logs every error with a traceback: one per reconnection
@@ -251,6 +264,8 @@ class JetStreamBroker:
             message = decode_message(msg.data)
             if message.topic not in handled:
                 continue  # another topic of the same source: nothing to do here
+            if msg.metadata.num_delivered > 1:
+                jetstream_redeliveries.labels(consumer.name, message.topic).inc()
             if msg.metadata.num_delivered >= self.policy.max_deliver:
                 await record_dead_letter(
                     consumer.db,

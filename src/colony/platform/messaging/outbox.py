@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 import msgspec
 import stamina
@@ -19,6 +20,7 @@ from colony.platform.ids import new_id
 from colony.platform.logging import get_logger
 from colony.platform.messaging.broker import Broker
 from colony.platform.messaging.message import Event, Message, owner_of
+from colony.platform.observability.metrics import messaging_published
 from colony.platform.storage import Database
 
 _encode = msgspec.json.Encoder().encode
@@ -76,6 +78,13 @@ class OutboxRelay:
         self._signal = outbox.listen()
         self._task: asyncio.Task[None] | None = None
         self._log = get_logger("outbox.relay", service=outbox.source)
+        self._counters: dict[str, Any] = {}
+
+    def _published(self, topic: str) -> Any:
+        counter = self._counters.get(topic)
+        if counter is None:
+            counter = self._counters[topic] = messaging_published.labels(self.outbox.source, topic)
+        return counter
 
     async def pending(self) -> list[Message]:
         rows = await self.db.fetch_all(
@@ -102,6 +111,8 @@ class OutboxRelay:
         if not batch:
             return 0
         await self.broker.publish(batch)
+        for message in batch:
+            self._published(message.topic).inc()
         now = utc_now_iso()
         await self.db.execute_many(
             "UPDATE outbox SET published_at = ? WHERE id = ?",

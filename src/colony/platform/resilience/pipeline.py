@@ -43,6 +43,7 @@ from colony.platform.errors import (
     ServiceUnavailable,
 )
 from colony.platform.logging import get_logger
+from colony.platform.observability.metrics import breaker_transitions
 from colony.platform.resilience import deadline
 from colony.platform.resilience.backoff import full_jitter
 from colony.platform.resilience.breaker import BreakerPolicy, CircuitBreaker, State
@@ -156,7 +157,9 @@ class Dependency:
         endpoints: Sequence[str],
         policy: CallPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
+        owner: str = "",
     ) -> None:
+        """``owner`` names the process's service in the metrics of this dependency."""
         if not endpoints:
             raise ValueError(f"{name} needs at least one endpoint")
         self.name = name
@@ -168,8 +171,14 @@ class Dependency:
             )
             for e in self.endpoints
         }
+        kind = name.partition(":")[0]  # sellers' webhook hosts counted under their kind
+        transitions = {
+            state: breaker_transitions.labels(owner, kind, state)
+            for state in ("closed", "open", "half_open")
+        }
         for breaker in self.breakers.values():
             breaker.listen(_log_transition)
+            breaker.listen(lambda _breaker, _before, after: transitions[after].inc())
         self.healthy = dict.fromkeys(self.endpoints, True)
         self.budget = RetryBudget(self.policy.budget, clock)
         self.bulkhead = Bulkhead(name, self.policy.bulkhead)
@@ -392,7 +401,9 @@ class Resilience:
         self,
         defaults: dict[str, CallPolicy] | None = None,
         overrides: dict[str, dict[str, Any]] | None = None,
+        owner: str = "",
     ) -> None:
+        self.owner = owner
         self.defaults = defaults or {}
         self.overrides = overrides or {}
         self.dependencies: dict[str, Dependency] = {}
@@ -410,7 +421,9 @@ class Resilience:
     def dependency(self, name: str, endpoints: Sequence[str]) -> Dependency:
         existing = self.dependencies.get(name)
         if existing is None:
-            existing = self.dependencies[name] = Dependency(name, endpoints, self.policy(name))
+            existing = self.dependencies[name] = Dependency(
+                name, endpoints, self.policy(name), owner=self.owner
+            )
         return existing
 
     def snapshot(self) -> list[dict[str, Any]]:

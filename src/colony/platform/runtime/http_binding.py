@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import types
 from collections.abc import Awaitable, Callable, Sequence
+from time import perf_counter
 from typing import Any
 
 import aiohttp
@@ -24,6 +25,7 @@ from starlette.routing import BaseRoute, Route
 from colony.platform import context
 from colony.platform.errors import ColonyError, InvalidInput, NotFound, ServiceUnavailable
 from colony.platform.http_client import UNTIMED
+from colony.platform.observability.rpc_metrics import CallTimers
 from colony.platform.resilience import (
     ATTEMPT_HEADER,
     Dependency,
@@ -92,6 +94,14 @@ def _endpoint(
     """The route serving every method of ``api``: the method named in the path, called with
     the body's parameters and the verified token's actor, in the call's context."""
     methods = interface_methods(api)
+    service = verifier.identity
+    timers: dict[tuple[str, str], CallTimers] = {}
+
+    def timer(method: str, caller: str) -> CallTimers:
+        found = timers.get((method, caller))
+        if found is None:
+            found = timers[(method, caller)] = CallTimers(service, method, caller)
+        return found
 
     async def call(request: Request) -> Response:
         # Who calls comes first: a caller without a valid token learns nothing, not even
@@ -125,7 +135,14 @@ def _endpoint(
             kwargs = {f: getattr(params, f) for f in params.__struct_fields__}
             if spec.actor_index is not None:
                 kwargs["actor"] = caller.actor
-            result = await getattr(implementation, spec.name)(**kwargs)
+            timed = timer(spec.name, caller.identity)
+            started = perf_counter()
+            try:
+                result = await getattr(implementation, spec.name)(**kwargs)
+            except BaseException as exc:
+                timed.failed(exc, started)
+                raise
+            timed.ok.observe(perf_counter() - started)
         if spec.result_decoder is None:
             return Response(status_code=204)
         return Response(spec.encoder.encode(result), media_type="application/json")
@@ -234,9 +251,20 @@ def _remote_method(
     prefix: str,
 ) -> Any:
     path = prefix + spec.name
+    timers = CallTimers(issuer.identity, spec.name, "", peer=audience)
 
     async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        bound = spec.signature.bind(self, *args, **kwargs)
+        started = perf_counter()
+        try:
+            result = await call(*args, **kwargs)
+        except BaseException as exc:
+            timers.failed(exc, started)
+            raise
+        timers.ok.observe(perf_counter() - started)
+        return result
+
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        bound = spec.signature.bind(None, *args, **kwargs)
         arguments = dict(bound.arguments)
         arguments.pop(next(iter(spec.signature.parameters)))
         actor = arguments.pop("actor", None) if spec.actor_index is not None else None

@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import types
 from collections.abc import Callable
+from time import perf_counter
 from typing import Any
 
+from colony.platform.observability.rpc_metrics import CallTimers
 from colony.platform.runtime.interface import MethodSpec, interface_methods
 
 
-def guarded(api: type, implementation: Any, caller: str) -> Any:
+def guarded(api: type, implementation: Any, caller: str, service: str | None = None) -> Any:
     """``implementation``'s interface methods, each checking ``caller`` (and the actor it is
-    given) against the method's list before calling through."""
+    given) against the method's list before calling through, and timed as the call served
+    by ``service`` (by default the interface's)."""
     methods = interface_methods(api)
+    service = service or getattr(api, "service_name", "") or api.__name__
     namespace: dict[str, Any] = {
-        name: _checked(spec, getattr(implementation, name), caller)
+        name: _checked(spec, getattr(implementation, name), caller, service)
         for name, spec in methods.items()
     }
     namespace["__repr__"] = lambda self: f"<{api.__name__} in-process, called as {caller}>"
@@ -26,13 +30,21 @@ def guarded(api: type, implementation: Any, caller: str) -> Any:
     return cls()
 
 
-def _checked(spec: MethodSpec, target: Callable[..., Any], caller: str) -> Any:
-    # A plain function returning the implementation's coroutine, not a coroutine of its own:
-    # every in-process call passes here, and a second coroutine frame would cost more than
-    # the check.
-    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+def _checked(spec: MethodSpec, target: Callable[..., Any], caller: str, service: str) -> Any:
+    # Timed once, on the serving side: caller and callee share the process, so one figure
+    # is both sides' (rpc_server_call_duration_seconds, with the caller as a label).
+    timers = CallTimers(service, spec.name, caller)
+
+    async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
         spec.authorize(caller, spec.actor_of(args, kwargs))
-        return target(*args, **kwargs)
+        started = perf_counter()
+        try:
+            result = await target(*args, **kwargs)
+        except BaseException as exc:
+            timers.failed(exc, started)
+            raise
+        timers.ok.observe(perf_counter() - started)
+        return result
 
     method.__name__ = spec.name
     return method

@@ -31,6 +31,9 @@ from colony.platform.http_client import HttpClient
 from colony.platform.logging import get_logger
 from colony.platform.messaging import Broker, Consumer, InProcessBroker, Outbox, OutboxRelay
 from colony.platform.messaging.jetstream import JetStreamBroker
+from colony.platform.observability.exposition import metrics_route
+from colony.platform.observability.loop_lag import start_watching, stop_watching
+from colony.platform.observability.state import ProcessState
 from colony.platform.resilience import BulkheadPolicy, CallPolicy, Resilience
 from colony.platform.runtime.definition import ServiceContext, ServiceDefinition
 from colony.platform.runtime.http_binding import HttpClientFactory, rpc_app
@@ -79,7 +82,10 @@ class Runtime:
         self.relays: dict[str, OutboxRelay] = {}
         self.consumers: dict[str, Consumer] = {}
         self._operations: dict[str, ServiceOperations] = {}
-        self.resilience = _resilience(settings)
+        self.process_name = self._process_name()
+        """Who this process is in its metrics: its one service, or ``gateway`` (the
+        marketplace in one process, or the edge alone)."""
+        self.resilience = _resilience(settings, self.process_name)
         self._http = HttpClientFactory(self.resilience)
         self.http = HttpClient(self.resilience)
         """The client for third parties over HTTP, for every service of this process."""
@@ -88,6 +94,26 @@ class Runtime:
         self._by_api = {d.api: d.name for d in definitions}
         self.keys = self._keys()
         self._issuers: dict[str, TokenIssuer] = {}
+        self.state = ProcessState(
+            self.process_name,
+            lambda: self.databases,
+            lambda name: any(part == "saga" for part, _ in self.definitions[name].components),
+            self.resilience.snapshot,
+            self._jetstream_pending,
+        )
+        self._loop_watch: asyncio.Task[None] | None = None
+
+    def _process_name(self) -> str:
+        local = [name for name in self.definitions if self.topology.placement(name).local]
+        return local[0] if len(local) == 1 else "gateway"
+
+    async def _jetstream_pending(self) -> dict[tuple[str, str], int]:
+        pending = getattr(self.broker, "pending", None)
+        return await pending() if pending is not None else {}
+
+    def metrics_route(self, allowed: Callable[[Request], bool] | None = None) -> BaseRoute:
+        """``GET /metrics`` for this process: what its code counted, and its state read now."""
+        return metrics_route(self.state.refresh, allowed, self.state.registry)
 
     def _keys(self) -> KeyStore:
         """In memory when no call leaves this process's in-process binding; otherwise the
@@ -127,6 +153,7 @@ class Runtime:
             await self._start_service(self.definitions[name])
         await self.broker.start()
         if background:
+            self._loop_watch = start_watching(self.process_name)
             for relay in self.relays.values():
                 relay.start()
             for service in self.services.values():
@@ -185,7 +212,7 @@ class Runtime:
         async def dependencies(request: Request) -> Response:
             return Response(msgspec.json.encode(self.resilience.snapshot()), media_type=JSON)
 
-        routes: list[BaseRoute] = [Route("/admin/dependencies", dependencies)]
+        routes: list[BaseRoute] = [Route("/admin/dependencies", dependencies), self.metrics_route()]
         if self.settings.fault_injection:
             routes.extend(faults.admin_routes())
         verifier = TokenVerifier(name, self.keys)
@@ -232,7 +259,7 @@ class Runtime:
             return known  # type: ignore[no-any-return]
         placement = self.topology.placement(name)
         if placement.binding == "inprocess":
-            client = guarded(OperationsApi, self._operations[name], caller)
+            client = guarded(OperationsApi, self._operations[name], caller, name)
         else:
             client = self._http.client(
                 OperationsApi,
@@ -302,6 +329,8 @@ class Runtime:
                 return total
 
     async def stop(self) -> None:
+        await stop_watching(self._loop_watch)
+        self._loop_watch = None
         for server in reversed(self.servers.values()):
             await server.stop()
         self.servers.clear()
@@ -325,7 +354,7 @@ class Runtime:
         self._clients.clear()
 
 
-def _resilience(settings: Settings) -> Resilience:
+def _resilience(settings: Settings, owner: str) -> Resilience:
     """Each kind of dependency's call policy: services by default, then the third parties
     (whose own retries the payments service and the notification dispatcher already make
     durable, hence fewer attempts here), then the overrides from settings."""
@@ -344,4 +373,5 @@ def _resilience(settings: Settings) -> Resilience:
             "webhooks": CallPolicy(timeout=5.0, attempts=1, bulkhead=third_party),
         },
         settings.resilience,
+        owner=owner,
     )

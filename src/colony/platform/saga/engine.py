@@ -26,6 +26,7 @@ import msgspec
 from colony.platform import context
 from colony.platform.clock import utc_now, utc_now_iso
 from colony.platform.logging import get_logger
+from colony.platform.observability.metrics import saga_step_duration, sagas_finished
 from colony.platform.resilience import deadline, retried_above
 from colony.platform.saga.definition import SagaDefinition, SagaHooks, Step, describe
 from colony.platform.storage import Database
@@ -100,6 +101,11 @@ class SagaEngine(Generic[S]):
         self._stopping = False
         self._encode = msgspec.json.Encoder().encode
         self._decoder = msgspec.json.Decoder(definition.state_type)
+        self._timers: dict[tuple[str, str, str], Any] = {}
+        self._finished = {
+            outcome: sagas_finished.labels(db.name, definition.kind, outcome)
+            for outcome in ("completed", "cancelled")
+        }
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -305,11 +311,13 @@ class SagaEngine(Generic[S]):
                 await self._checkpoint(saga, done)
                 return await self._turn_round(saga, step.name, "The checkout ran out of time.")
             saga.furthest = max(saga.furthest, saga.step)
+            started = time.perf_counter()
             try:
                 result = await self._attempt(saga, step)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self._timed(step.name, "forward", "failed", started)
                 if step.critical:
                     _log.info("saga step failed", saga=saga.id, step=step.name, error=repr(exc))
                     await self._checkpoint(saga, done)
@@ -318,6 +326,7 @@ class SagaEngine(Generic[S]):
                 done.append((step.name, describe(exc)))
                 saga.step += 1
                 continue
+            self._timed(step.name, "forward", "ok", started)
             if result is not None:
                 saga.state = result
             done.append((step.name, None))
@@ -328,6 +337,7 @@ class SagaEngine(Generic[S]):
             await self._record(saga, "completed", saga.step)
             await self._report(saga, done)
             await self.hooks.completed(saga.id, saga.state)
+        self._finished["completed"].inc()
 
     async def _checkpoint(self, saga: SagaRecord[S], done: list[tuple[str, str | None]]) -> None:
         if not done:
@@ -409,10 +419,22 @@ class SagaEngine(Generic[S]):
         async with self.db.transaction():
             await self._record(saga, "cancelled", 0)
             await self.hooks.cancelled(saga.id, reason, saga.state)
+        self._finished["cancelled"].inc()
 
     async def _compensate(self, saga: SagaRecord[S], step: Step[S]) -> None:
         assert step.compensation is not None
+        started = time.perf_counter()
         await self._until_done(saga, step.name, step.compensation)
+        self._timed(step.name, "compensate", "ok", started)
+
+    def _timed(self, step: str, direction: str, outcome: str, started: float) -> None:
+        key = (step, direction, outcome)
+        timer = self._timers.get(key)
+        if timer is None:
+            timer = self._timers[key] = saga_step_duration.labels(
+                self.db.name, self.definition.kind, step, direction, outcome
+            )
+        timer.observe(time.perf_counter() - started)
 
     async def _until_done(
         self, saga: SagaRecord[S], name: str, work: Callable[[S], Awaitable[Any]]

@@ -29,6 +29,7 @@ import msgspec
 
 from colony.platform.errors import DeadlineExceeded, ServiceUnavailable
 from colony.platform.http_client import HttpClient
+from colony.platform.observability.metrics import payment_provider_outcomes
 from colony.platform.resilience import NotSent
 
 T = TypeVar("T")
@@ -147,6 +148,38 @@ def auditing() -> Iterator[None]:
         _auditing.reset(token)
 
 
+class _Answer:
+    outcome = "ok"
+
+
+@contextlib.contextmanager
+def _counted(operation: str) -> Iterator[_Answer]:
+    """Count the provider's answer to ``operation`` by what it meant for the money: ok,
+    declined (set by the caller, from the answer), refused (a 4xx), unknown (no answer we
+    can believe) or unavailable (never reached)."""
+    answer = _Answer()
+    try:
+        yield answer
+    except ProviderRefused:
+        answer.outcome = "refused"
+        raise
+    except OutcomeUnknown:
+        answer.outcome = "unknown"
+        raise
+    except ProviderUnavailable:
+        answer.outcome = "unavailable"
+        raise
+    finally:
+        _OUTCOMES[(operation, answer.outcome)].inc()
+
+
+_OUTCOMES = {
+    (operation, outcome): payment_provider_outcomes.labels("payments", operation, outcome)
+    for operation in ("authorize", "capture", "void", "refund")
+    for outcome in ("ok", "declined", "refused", "unknown", "unavailable")
+}
+
+
 class ProviderClient:
     """The provider's API as calls through the platform's HTTP client, as the dependency
     ``payment-provider`` (its timeout, breaker and bulkhead are that dependency's policy)."""
@@ -220,9 +253,12 @@ class ProviderClient:
                 amount=amount, currency=currency, card_number=card_number, metadata=metadata
             )
         )
-        payload = await self._send("POST", "/v1/payment_intents", 201, body=body, key=key)
-        intent = _decoded(_intent_decoder, payload)
-        expect_authorization(intent, key, amount, currency)
+        with _counted("authorize") as answer:
+            payload = await self._send("POST", "/v1/payment_intents", 201, body=body, key=key)
+            intent = _decoded(_intent_decoder, payload)
+            expect_authorization(intent, key, amount, currency)
+            if intent.status == "declined":
+                answer.outcome = "declined"
         return intent
 
     async def find_by_key(self, key: str) -> Intent | None:
@@ -252,34 +288,37 @@ class ProviderClient:
 
     async def capture(self, intent_id: str, key: str, amount: int) -> Intent:
         """Captures the whole authorization, of ``amount``."""
-        payload = await self._send(
-            "POST", f"/v1/payment_intents/{intent_id}/capture", body=b"{}", key=key
-        )
-        intent = _decoded(_intent_decoder, payload)
-        _expect_intent(intent, intent_id, amount)
-        _expect(intent.status == "captured", f"a capture leaving the intent {intent.status}")
-        _expect(intent.captured_amount == amount, "a capture of part of the amount")
+        with _counted("capture"):
+            payload = await self._send(
+                "POST", f"/v1/payment_intents/{intent_id}/capture", body=b"{}", key=key
+            )
+            intent = _decoded(_intent_decoder, payload)
+            _expect_intent(intent, intent_id, amount)
+            _expect(intent.status == "captured", f"a capture leaving the intent {intent.status}")
+            _expect(intent.captured_amount == amount, "a capture of part of the amount")
         return intent
 
     async def void(self, intent_id: str, key: str, amount: int) -> Intent:
         """Releases the authorization of ``amount``."""
-        payload = await self._send("POST", f"/v1/payment_intents/{intent_id}/void", key=key)
-        intent = _decoded(_intent_decoder, payload)
-        _expect_intent(intent, intent_id, amount)
-        _expect(intent.status == "voided", f"a void leaving the intent {intent.status}")
+        with _counted("void"):
+            payload = await self._send("POST", f"/v1/payment_intents/{intent_id}/void", key=key)
+            intent = _decoded(_intent_decoder, payload)
+            _expect_intent(intent, intent_id, amount)
+            _expect(intent.status == "voided", f"a void leaving the intent {intent.status}")
         return intent
 
     async def refund(self, intent_id: str, key: str, amount: int) -> Refund:
-        payload = await self._send(
-            "POST",
-            f"/v1/payment_intents/{intent_id}/refunds",
-            201,
-            body=_encode(_RefundBody(amount=amount)),
-            key=key,
-        )
-        refund = _decoded(_refund_decoder, payload)
-        _expect(refund.payment_intent == intent_id, "a refund of another intent")
-        _expect(refund.amount == amount, f"a refund of {refund.amount}, not {amount}")
+        with _counted("refund"):
+            payload = await self._send(
+                "POST",
+                f"/v1/payment_intents/{intent_id}/refunds",
+                201,
+                body=_encode(_RefundBody(amount=amount)),
+                key=key,
+            )
+            refund = _decoded(_refund_decoder, payload)
+            _expect(refund.payment_intent == intent_id, "a refund of another intent")
+            _expect(refund.amount == amount, f"a refund of {refund.amount}, not {amount}")
         return refund
 
 

@@ -1,0 +1,1 @@
+"""What a running Colony shows of itself: metrics for Prometheus (and, in time, traces)."""
