@@ -1,13 +1,17 @@
-"""Schemathesis hooks for the fuzzing of the gateway's API (``test_fuzzing.py`` loads them):
-the rules a request must also keep that JSON Schema cannot state, one per operation.
+"""Schemathesis hooks for the fuzzing of the gateway's API (``test_fuzzing.py`` loads them)
+and of a service's RPC surface (``test_rpc_fuzzing.py``): the rules a request must also keep
+that JSON Schema cannot state, one per operation.
 
 A document says what each field may hold; it cannot say that a category must be one the
 catalog has, that a password must not be a common one, that a webhook must point outside,
 that the minimum price must not exceed the maximum, or that the cart must not be empty; nor
-that an Idempotency-Key used once stays tied to its first request (any POST). So a request
-the document calls valid may still be refused with 422 by these operations, and Schemathesis
-is told so (``RULE_BOUND_OPERATIONS``, and every POST); the check here then holds each such
-refusal to its rule, so that any other 422 to a valid request still fails the run.
+that an Idempotency-Key used once stays tied to its first request (any POST). Nor, on the
+RPC surface, that an authorization's ids, currency, amount and shares be ones payments
+takes, that a refund give a reason and name a seller in the order, or that an outbox be
+asked about a bound it counts to. So a request the document calls valid may still be
+refused with 422 by these operations, and Schemathesis is told so (``RULE_BOUND_OPERATIONS``
+and every POST of the gateway, ``RPC_RULE_BOUND_OPERATIONS``); the check here then holds each
+such refusal to its rule, so that any other 422 to a valid request still fails the run.
 """
 
 from __future__ import annotations
@@ -33,10 +37,30 @@ RULES: dict[tuple[str, str], re.Pattern[str]] = {
         re.DOTALL,
     ),
     ("POST", "/api/v1/orders"): re.compile(r"^The cart is empty\.$"),
+    ("POST", "/rpc/authorize"): re.compile(
+        r"^((order_id|buyer_id|seller_shares) must be 1 to 100 visible ASCII characters"
+        r"|The amount must be between 1 and \d+ minor units"
+        r"|Unsupported currency .*"
+        r"|The card number must be 12 to 19 digits"
+        r"|Name between 1 and \d+ sellers' shares"
+        r"|A seller's share cannot be negative"
+        r"|The sellers' shares must add up to the amount)\.$",
+        re.DOTALL,
+    ),
+    ("POST", "/rpc/refund"): re.compile(
+        r"^(Give a reason of 1 to \d+ characters|Seller .* has no part in this order)\.$",
+        re.DOTALL,
+    ),
+    ("POST", "/platform/outbox"): re.compile(
+        r"^stale_after_seconds must be between 0 and 86400\.$"
+    ),
 }
 """Operation -> the problem details of the rules it keeps beyond its document."""
+RPC_PREFIXES = ("/rpc/", "/platform/")
 RULE_BOUND_OPERATIONS = sorted(op for op in RULES if op[0] != "POST")
 """Besides every POST, which may meet a reused Idempotency-Key."""
+RPC_RULE_BOUND_OPERATIONS = sorted(op for op in RULES if op[1].startswith(RPC_PREFIXES))
+"""The operations of a service's RPC surface (each a POST) that keep rules of their own."""
 KEY_REUSED = "/problems/idempotency-key-reused"
 
 

@@ -10,6 +10,7 @@ probes that take a silent replica out of rotation, a bulkhead, and bounded retri
 
 from __future__ import annotations
 
+import re
 import types
 from collections.abc import Awaitable, Callable, Sequence
 from time import perf_counter
@@ -45,6 +46,7 @@ CORRELATION_HEADER = "x-correlation-id"
 IDEMPOTENCY_KEY_HEADER = "x-idempotency-key"
 IDEMPOTENCY_FINGERPRINT_HEADER = "x-idempotency-fingerprint"
 _problem_decoder = msgspec.json.Decoder(dict[str, Any])
+_ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 _ANSWER_RESERVE_SECONDS = 0.25
 
 
@@ -111,12 +113,17 @@ def _endpoint(
         if spec is None:
             raise NotFound(f"{api.__name__} has no method {request.path_params['method']!r}")
         spec.authorize(caller.identity, caller.actor)
+        raw = await request.body()
         try:
-            params = spec.params_decoder.decode(await request.body())
+            params = spec.params_decoder.decode(raw)
         except msgspec.ValidationError as exc:
             raise InvalidInput(str(exc)) from None
         except msgspec.DecodeError as exc:
             raise InvalidInput(f"malformed parameters: {exc}") from None
+        if b"\\u0000" in raw and _ESCAPED_NUL.search(raw):
+            # PostgreSQL's text cannot hold NUL: refused here, as the gateway refuses it, not
+            # by the service's database with a 500.
+            raise InvalidInput("Text in the parameters may not contain NUL characters (\\u0000).")
         headers = request.headers
         key = headers.get(IDEMPOTENCY_KEY_HEADER)
         idempotency = (
