@@ -268,6 +268,8 @@ def test_deadline_header_round_trip() -> None:
     assert deadline.from_header("soon") is None
     assert deadline.from_header("-5") is None
     assert deadline.from_header(None) is None
+    # Hundreds of digits: no budget anyone meant, and as seconds no float holds it.
+    assert deadline.from_header("9" * 400) is None
 
 
 def test_full_jitter_stays_under_its_ceiling() -> None:

@@ -10,7 +10,7 @@ import os
 import stat
 import time
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Annotated, Any, ClassVar, Protocol
 
 import httpx
 import jwt
@@ -378,3 +378,30 @@ def test_a_process_starting_later_makes_its_key_and_is_trusted_at_once(tmp_path:
     read_only = TokenIssuer("orders", KeyDirectory(tmp_path))
     with pytest.raises(Exception, match="No signing key for 'orders'"):
         read_only.token("vault")
+
+
+# --- parameters as declared ------------------------------------------------------------------
+
+
+class Till(Protocol):
+    service_name: ClassVar[str] = "vault"
+
+    @callers("orders")
+    async def deposit(
+        self, actor: Actor, amount: Annotated[int, msgspec.Meta(ge=1, le=100)]
+    ) -> int: ...
+
+
+class TillService:
+    async def deposit(self, actor: Actor, amount: int) -> int:
+        return amount
+
+
+@pytest.mark.parametrize(("amount", "status"), [(1, 200), (100, 200), (0, 422), (101, 422)])
+async def test_a_parameter_is_held_to_its_declared_constraints(amount: int, status: int) -> None:
+    app = rpc_app(Till, TillService(), TokenVerifier("vault", KEYS))
+    transport = httpx.ASGITransport(app=app)
+    headers = {"authorization": f"Bearer {signed(claims('orders'))}"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://vault") as client:
+        answer = await client.post("/rpc/deposit", json={"amount": amount}, headers=headers)
+    assert answer.status_code == status, answer.text

@@ -120,10 +120,15 @@ def header_value() -> str | None:
 def from_header(value: str | None) -> float | None:
     """The budget a caller sent, in seconds; None when absent or unreadable (an unreadable
     header is ignored rather than refused: the call still has the callee's own bounds)."""
-    if not value:
+    if not value or len(value) > MAX_HEADER_DIGITS:
         return None
     try:
         millis = int(value)
     except ValueError:
         return None
     return millis / 1000 if millis >= 0 else None
+
+
+MAX_HEADER_DIGITS = 12
+"""Over 30 years in milliseconds: a longer header is no budget anyone meant (and past 308
+digits its seconds would not even fit a float)."""

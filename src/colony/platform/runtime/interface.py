@@ -97,7 +97,7 @@ def interface_methods(api: type) -> dict[str, MethodSpec]:
     for name, function in inspect.getmembers(api, inspect.iscoroutinefunction):
         if name.startswith("_"):
             continue
-        hints = typing.get_type_hints(function)
+        hints = typing.get_type_hints(function, include_extras=True)
         signature = inspect.signature(function)
         if not hasattr(function, "__colony_callers__"):
             raise TypeError(f"{api.__name__}.{name} does not say who may call it (@callers)")
