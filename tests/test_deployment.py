@@ -47,11 +47,21 @@ KUBERNETES_VERSION = "1.37"  # the newest that kubernetes-validate 1.37 ships sc
 
 PROCESSES = (*SERVICE_NAMES, "gateway")
 COMPANIONS = {"payment-provider": "colony.payment_provider", "mail-sink": "colony.mail_sink"}
-TARGETS = ("base", "dependencies", "overlays/dev", "overlays/production", "operations")
+TARGETS = (
+    "base",
+    "dependencies",
+    "overlays/dev",
+    "overlays/production",
+    "operations",
+    "monitoring",
+)
 OVERLAYS = ("overlays/dev", "overlays/production")
 NAMESPACES = {"overlays/dev": "colony-dev", "overlays/production": "colony"}
 LABEL_KEYS = ("app.kubernetes.io/name", "app.kubernetes.io/component", "app.kubernetes.io/part-of")
 WORKLOADS = ("Deployment", "StatefulSet")
+OPERATOR_API_GROUP = "monitoring.coreos.com"
+"""The Prometheus Operator's custom resources (deploy/kubernetes/monitoring), which
+kubernetes-validate has no schemas for."""
 CLUSTER_SCOPED = {
     "Namespace",
     "PersistentVolume",
@@ -62,11 +72,13 @@ CLUSTER_SCOPED = {
     "PriorityClass",
 }
 # Supplied by the operator: the signing keys always (made by `colony keys init`, never in the
-# repository), the DSNs too in production (see the overlay's kustomization).
+# repository), the gateway's metrics token when Prometheus scrapes it, the DSNs too in
+# production (see the overlay's kustomization).
 KEYS_SECRET = "colony-keys"
+METRICS_SECRET = "colony-metrics"
 EXTERNAL_SECRETS = {
-    "overlays/dev": {KEYS_SECRET},
-    "overlays/production": {KEYS_SECRET, "colony-database"},
+    "overlays/dev": {KEYS_SECRET, METRICS_SECRET},
+    "overlays/production": {KEYS_SECRET, METRICS_SECRET, "colony-database"},
 }
 
 
@@ -402,6 +414,8 @@ def test_each_rendering_is_valid_kubernetes(target: str) -> None:
 
 def _validate(resource: dict[str, Any]) -> None:
     name = f"{resource.get('kind')}/{resource.get('metadata', {}).get('name')}"
+    if resource.get("apiVersion", "").startswith(f"{OPERATOR_API_GROUP}/"):
+        return  # no schema here: tests/test_observability_deploy.py checks them
     try:
         kubernetes_validate.validate(resource, KUBERNETES_VERSION, strict=True)
     except kubernetes_validate.ValidationError as error:
@@ -784,6 +798,15 @@ OPERATOR_POD_LABELS = {
 """How an operator's command runs in the cluster: a pod labelled with its identity, as the
 Jobs in deploy/kubernetes/operations are."""
 ANYONE = "anyone"
+SCRAPER = "monitoring/prometheus"
+OUTSIDE_PODS = {
+    SCRAPER: (
+        {"kubernetes.io/metadata.name": "monitoring"},
+        {"app.kubernetes.io/name": "prometheus"},
+    ),
+}
+"""Pods in other namespaces that a policy admits by name: (their namespace's labels, their
+labels). The scraper is Prometheus in `monitoring`, as base/network-policies.yaml says."""
 
 
 def declared_callers(service: str) -> set[str]:
@@ -820,9 +843,10 @@ def label_selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
 
 def admitted(resources: list[dict[str, Any]], target: dict[str, Any], port: int) -> set[str] | None:
     """Whose connections to ``target``'s pods on ``port`` the NetworkPolicies admit: the
-    app.kubernetes.io/name of every pod they let in (Colony's and the operator's), ANYONE when
-    a rule admits sources beyond this namespace's pods; None when no policy selects the pods
-    (then Kubernetes admits everything)."""
+    app.kubernetes.io/name of every pod they let in (Colony's and the operator's), the name in
+    OUTSIDE_PODS of those a rule admits from a namespace it names, ANYONE when a rule admits
+    any other source beyond this namespace's pods; None when no policy selects the pods (then
+    Kubernetes admits everything)."""
     labels = pod_labels(target)
     container = main_container(target)
     sources = [pod_labels(p) for p in pods(resources)] + list(OPERATOR_POD_LABELS.values())
@@ -845,6 +869,14 @@ def admitted(resources: list[dict[str, Any]], target: dict[str, Any], port: int)
             if "from" not in rule:
                 allowed.add(ANYONE)
             for peer in rule.get("from", []):
+                if set(peer) == {"namespaceSelector", "podSelector"} and _names_namespace(peer):
+                    allowed |= {
+                        name
+                        for name, (namespace, pod) in OUTSIDE_PODS.items()
+                        if label_selects(peer["namespaceSelector"], namespace)
+                        and label_selects(peer["podSelector"], pod)
+                    } or {ANYONE}  # pods outside that the model does not know
+                    continue
                 if set(peer) != {"podSelector"}:  # a namespaceSelector or an ipBlock
                     allowed.add(ANYONE)
                     continue
@@ -854,6 +886,12 @@ def admitted(resources: list[dict[str, Any]], target: dict[str, Any], port: int)
                     if label_selects(peer["podSelector"], source)
                 }
     return allowed
+
+
+def _names_namespace(peer: dict[str, Any]) -> bool:
+    """Whether a peer's namespaceSelector selects one namespace by name (the label every
+    namespace has), rather than any namespace with some label."""
+    return "kubernetes.io/metadata.name" in peer["namespaceSelector"].get("matchLabels", {})
 
 
 def test_operator_jobs_run_as_their_identity() -> None:
@@ -892,15 +930,16 @@ def test_network_policies_admit_exactly_the_declared_callers(
 ) -> None:
     """Each service accepts connections from the identities its interface lists as callers and
     from no one else, so a change to a @callers list must be made here too; the gateway from
-    anyone, on its port; every other Colony pod from no one but its one client."""
+    anyone, on its port; every other Colony pod from no one but its one client. Prometheus
+    scrapes every service and the gateway on their port, and nothing else."""
     target, resources = overlay
     deployments = by_kind(resources, "Deployment")
     port = int(by_kind(resources, "ConfigMap")["colony-config"]["data"]["COLONY_PORT"])
     for name in SERVICE_NAMES:
-        assert admitted(resources, deployments[name], port) == declared_callers(name), (
+        assert admitted(resources, deployments[name], port) == declared_callers(name) | {SCRAPER}, (
             f"{target}: {name}"
         )
-    assert admitted(resources, deployments["gateway"], port) == {ANYONE}
+    assert admitted(resources, deployments["gateway"], port) == {ANYONE, SCRAPER}
     assert admitted(resources, deployments["payment-provider"], 8181) == {"payments"}
     assert admitted(resources, deployments["mail-sink"], 8025) == {"notifications"}
     assert admitted(resources, deployments["mail-sink"], 8026) == set()
@@ -929,7 +968,8 @@ def test_policies_fail_when_a_caller_is_missing() -> None:
         p for p in peers if p["podSelector"]["matchLabels"]["app.kubernetes.io/name"] != "verify"
     ]
     payments = by_kind(resources, "Deployment")["payments"]
-    assert admitted(resources, payments, 8080) == declared_callers("payments") - {"verify"}
+    expected = (declared_callers("payments") - {"verify"}) | {SCRAPER}
+    assert admitted(resources, payments, 8080) == expected
 
 
 @pytest.mark.parametrize("target", [*OVERLAYS, "operations"])
@@ -988,11 +1028,12 @@ def compose() -> dict[str, Any]:
 
 
 WRAPPER = ["/bin/sh", "-c", 'COLONY_INSTANCE="$${HOSTNAME}" exec colony "$$@"', "colony"]
+OBSERVABILITY = ("prometheus", "grafana")  # tests/test_observability_deploy.py checks them
 
 
 def test_compose_runs_every_process(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {*PROCESSES, *COMPANIONS, "keys", "postgres", "nats"}
+    assert set(services) == {*PROCESSES, *COMPANIONS, "keys", "postgres", "nats", *OBSERVABILITY}
     images = {services[name]["image"] for name in (*PROCESSES, *COMPANIONS)}
     assert len(images) == 1, images
     for name in PROCESSES:

@@ -3,6 +3,8 @@ that tells each of them where the others are."""
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -12,6 +14,9 @@ from typing import Any
 from colony.platform.web.server import free_port
 
 GATEWAY = "gateway"
+SCRAPE_TARGETS_FILE = Path("prometheus") / "targets.json"
+"""Under the data directory: where Prometheus finds this topology's processes
+(deploy/prometheus/distributed.yml reads it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,4 +92,23 @@ def write_topology(processes: list[ServiceProcess], path: Path) -> Path:
         lines += [f"urls = [{urls}]", ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
+    return path
+
+
+def write_scrape_targets(processes: list[ServiceProcess], path: Path) -> Path:
+    """Every process's /metrics as Prometheus file-based discovery reads it: one target group
+    per process, labelled ``job`` (colony), ``service`` and ``instance`` (its name, which a
+    restart keeps; its port changes at every start of the topology). Written whole, then
+    renamed, so Prometheus never reads half of it."""
+    groups = [
+        {
+            "targets": [f"127.0.0.1:{p.port}"],
+            "labels": {"job": "colony", "service": p.service, "instance": p.instance},
+        }
+        for p in processes
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(groups, indent=2) + "\n")
+    os.replace(partial, path)
     return path

@@ -9,7 +9,14 @@ from dataclasses import dataclass
 
 from colony.composition import IDENTITIES, SERVICE_NAMES
 from colony.distributed.nats_server import running_nats_server
-from colony.distributed.plan import GATEWAY, ServiceProcess, plan, write_topology
+from colony.distributed.plan import (
+    GATEWAY,
+    SCRAPE_TARGETS_FILE,
+    ServiceProcess,
+    plan,
+    write_scrape_targets,
+    write_topology,
+)
 from colony.distributed.processes import PROCESSES_FILE, ProcessTable
 from colony.distributed.supervisor import RestartPolicy, Supervised, Supervisor
 from colony.platform.config import Settings
@@ -32,7 +39,8 @@ async def running_distributed(
 ) -> AsyncIterator[DistributedMarketplace]:
     """Start every service's processes, then the gateway, each supervised; events over the
     NATS at ``settings.nats_url``, or over a nats-server started (and supervised) here when
-    there is none. ``processes.json`` in the data directory names them all while they run."""
+    there is none. ``processes.json`` in the data directory names them all while they run,
+    and ``prometheus/targets.json`` gives Prometheus their /metrics."""
     async with contextlib.AsyncExitStack() as stack:
         table = ProcessTable(settings.data_dir / PROCESSES_FILE)
         stack.callback(table.remove)
@@ -48,6 +56,9 @@ async def running_distributed(
             nats_url = nats.spec.url
         processes = plan(SERVICE_NAMES, replicas, settings.port)
         topology = write_topology(processes, settings.data_dir / "topology.toml")
+        # Prometheus scrapes what runs: the targets go when the topology stops.
+        targets = write_scrape_targets(processes, settings.data_dir / SCRAPE_TARGETS_FILE)
+        stack.callback(targets.unlink, missing_ok=True)
         # Every identity's key before any process starts: each signs its calls with its own.
         keys_dir = settings.keys_dir or settings.data_dir / "keys"
         provision(keys_dir, IDENTITIES)
