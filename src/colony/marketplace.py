@@ -15,7 +15,10 @@ from colony.distributed.plan import GATEWAY
 from colony.platform.config import Settings
 from colony.platform.errors import ColonyError
 from colony.platform.messaging.asyncapi import asyncapi_document
+from colony.platform.observability import tracing
+from colony.platform.observability.span_shipping import spans_route
 from colony.platform.runtime import Runtime, Topology
+from colony.platform.trust import TokenVerifier
 from colony.platform.web.server import HttpServer
 from colony.services.cart.api import CartApi
 from colony.services.catalog.api import CatalogApi
@@ -89,8 +92,17 @@ async def running_marketplace(
         auth = Authenticator(backends.identity)
         await auth.refresh()
         catalogue = asyncapi_document(runtime.definitions.values())
-        metrics = runtime.metrics_route(lambda request: may_scrape(request, settings.metrics_token))
-        app = create_app(backends, settings, auth, event_catalogue=catalogue, metrics=metrics)
+        process_routes = [
+            runtime.metrics_route(lambda request: may_scrape(request, settings.metrics_token)),
+            spans_route(
+                tracing.STORE,
+                TokenVerifier(GATEWAY, runtime.keys),
+                lambda request: may_scrape(request, None),
+            ),
+        ]
+        app = create_app(
+            backends, settings, auth, event_catalogue=catalogue, process_routes=process_routes
+        )
         marketplace = Marketplace(runtime, backends, app)
         if serve:
             marketplace.server = HttpServer(marketplace.app, settings.host, settings.port)

@@ -28,6 +28,7 @@ NOT_API = {
     "/health/ready": "readiness probe",
     "/admin/dependencies": "operators' view of breakers, to this machine alone",
     "/metrics": "Prometheus's scrape, to this machine or a scraper holding the metrics token",
+    "/internal/spans": "spans from the marketplace's processes (a service token) for the console",
 }
 """Routes the gateway serves that are not API operations, and what each is."""
 STATIC_MOUNTS = {"/static": "the storefront's style sheet", "/api/docs/assets": "Swagger UI"}

@@ -67,6 +67,8 @@ async def running_distributed(
             "COLONY_NATS_URL": nats_url,
             "COLONY_DATA_DIR": str(settings.data_dir.resolve()),
             "COLONY_KEYS_DIR": str(keys_dir.resolve()),
+            # Spans go to the console's store, in the first gateway.
+            "COLONY_TRACES_URL": f"http://127.0.0.1:{settings.port}",
         }
         if settings.fault_injection:
             environment["COLONY_FAULT_INJECTION"] = "true"

@@ -19,9 +19,14 @@ def main() -> None:
     parser.add_argument(
         "--data-dir", default=str(settings.data_dir), help="where its SQLite file lives"
     )
+    parser.add_argument(
+        "--traces-url",
+        default=settings.traces_url or f"http://127.0.0.1:{settings.port}",
+        help="the marketplace's gateway, where the spans of traced requests go ('' for none)",
+    )
     args = parser.parse_args()
     configure_logging(settings.log_level, settings.log_json)
-    run(args.host, args.port, args.data_dir)
+    run(args.host, args.port, args.data_dir, args.traces_url or None)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str = "info"
     log_json: bool | None = None
     access_log: bool = False
+    trace_sample_ratio: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.1
+    """The share of traces recorded, decided where each begins and followed by every process
+    it reaches; traces with an error or a compensation are kept whatever it is."""
+    traces_url: str | None = None
+    """Where a process other than the gateway's sends its spans: the gateway (``colony up
+    --distributed`` sets it). Unset: only the gateway's own process is traced into the
+    console (and every process into ``OTEL_EXPORTER_OTLP_ENDPOINT``, when set)."""
     metrics_token: str | None = None
     """The bearer token a Prometheus elsewhere presents to scrape the gateway's ``/metrics``
     (unset: only a scraper on this machine may). Services' own ports serve theirs to any

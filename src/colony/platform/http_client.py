@@ -24,7 +24,9 @@ from dataclasses import dataclass
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
+from opentelemetry.trace import SpanKind
 
+from colony.platform.observability import tracing
 from colony.platform.outbound_addresses import ForbiddenDestination, GuardedResolver, OutboundGuard
 from colony.platform.resilience import NotSent, Resilience
 
@@ -86,6 +88,7 @@ class HttpClient:
         params: Mapping[str, str] | None = None,
         repeatable: bool = False,
         guard: OutboundGuard | None = None,
+        propagate: bool = False,
     ) -> HttpResponse:
         """``method`` ``base_url + path`` as a call to ``dependency``. Answers of 5xx count
         against the dependency (and are retried when ``repeatable``); the last answer is
@@ -94,7 +97,9 @@ class HttpClient:
         redirect would take a guarded request wherever the answer said).
 
         With ``guard``, for a URL a user gave, a destination inside raises
-        :class:`ForbiddenDestination` and nothing is sent."""
+        :class:`ForbiddenDestination` and nothing is sent. With ``propagate``, the call
+        carries the trace's context (``traceparent``): for a party of ours, such as the
+        payment-provider simulator, never for sellers' receivers."""
         base = base_url.rstrip("/")
         if guard is not None:
             why = guard.refusal(base + path)
@@ -121,4 +126,15 @@ class HttpClient:
             except aiohttp.ClientError as exc:
                 raise ConnectionError(f"{dependency}: {exc.__class__.__name__}: {exc}") from exc
 
-        return await target.call(send, repeatable=repeatable, failed=lambda r: r.status >= 500)
+        attributes = {"http.request.method": method, "server.address": dependency}
+        with tracing.child(f"{method} {dependency}", SpanKind.CLIENT, attributes):
+            if propagate:
+                headers = dict(headers or {})
+                tracing.inject(headers)
+            answer = await target.call(
+                send, repeatable=repeatable, failed=lambda r: r.status >= 500
+            )
+            tracing.annotate(**{"http.response.status_code": answer.status})
+            if answer.status >= 500:
+                tracing.failed(f"answered {answer.status}")
+            return answer

@@ -1,7 +1,8 @@
 """Structured logs: JSON lines when not on a terminal, readable columns when on one.
 
 Every line carries the correlation id of the request it belongs to (set by
-:func:`colony.platform.context.call_context`) and the service that wrote it.
+:func:`colony.platform.context.call_context`), the service that wrote it, and the trace and
+span it was written in.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import structlog
 
 from colony.platform import context
+from colony.platform.observability import tracing
 
 
 def configure_logging(level: str = "info", json: bool | None = None) -> None:
@@ -28,6 +30,7 @@ def configure_logging(level: str = "info", json: bool | None = None) -> None:
         processors=[
             structlog.contextvars.merge_contextvars,
             _add_correlation_id,
+            _add_trace,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),
@@ -46,6 +49,19 @@ def _add_correlation_id(
     correlation = context.correlation_id()
     if correlation is not None:
         event.setdefault("correlation_id", correlation)
+    return event
+
+
+def _add_trace(
+    logger: Any, method: str, event: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """The trace and span a line was written in (a line found from a trace, and a trace
+    from a line), and the line itself added to its span, if that span is recorded."""
+    ids = tracing.current_ids()
+    if ids is not None:
+        event.setdefault("trace_id", ids[0])
+        event.setdefault("span_id", ids[1])
+        tracing.log_event(method, str(event.get("event", "")))
     return event
 
 

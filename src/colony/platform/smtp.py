@@ -22,8 +22,10 @@ import contextlib
 from email.message import Message
 
 import aiosmtplib
+from opentelemetry.trace import SpanKind
 
 from colony.platform.errors import ColonyError
+from colony.platform.observability import tracing
 from colony.platform.resilience import Dependency, Resilience
 
 DEPENDENCY = "smtp"
@@ -76,16 +78,17 @@ class SmtpClient:
             return await self._deliver(message, seconds)
 
         async with self._slots:
-            try:
-                refusal = await self.dependency.call(attempt, repeatable=False)
-            except ColonyError as exc:
-                # Not sent: the breaker is open, the bulkhead full, or no time was left.
-                raise SendFailed(f"SMTP {self.address}: {exc.detail}") from None
-            except TimeoutError as exc:
-                reason = str(exc) or f"no answer within {self.dependency.policy.timeout:g} s"
-                raise SendFailed(f"SMTP {self.address}: {reason}") from None
-            except ConnectionError as exc:
-                raise SendFailed(f"SMTP {self.address}: {exc}") from None
+            with tracing.child("smtp send", SpanKind.CLIENT, {"server.address": self.address}):
+                try:
+                    refusal = await self.dependency.call(attempt, repeatable=False)
+                except ColonyError as exc:
+                    # Not sent: the breaker is open, the bulkhead full, or no time was left.
+                    raise SendFailed(f"SMTP {self.address}: {exc.detail}") from None
+                except TimeoutError as exc:
+                    reason = str(exc) or f"no answer within {self.dependency.policy.timeout:g} s"
+                    raise SendFailed(f"SMTP {self.address}: {reason}") from None
+                except ConnectionError as exc:
+                    raise SendFailed(f"SMTP {self.address}: {exc}") from None
         if refusal is not None:
             raise SendFailed(f"SMTP {self.address}: {_describe(refusal)}", refused=True)
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 import stamina
+from opentelemetry.trace import SpanKind
 
 from colony.platform import context
 from colony.platform.clock import utc_now_iso
@@ -27,7 +28,9 @@ from colony.platform.messaging.message import (
     encode_message,
     owner_of,
 )
+from colony.platform.observability import tracing
 from colony.platform.observability.metrics import dead_lettered, messaging_process_duration
+from colony.platform.observability.trace_store import ORDER_ID
 from colony.platform.resilience import deadline, retried_above
 from colony.platform.storage import Database
 
@@ -96,6 +99,22 @@ class Consumer:
             event = message.decode(event_type)
             with (
                 context.call_context(correlation=message.headers.get("correlation_id")),
+                # A child of the span that raised the event, in the same trace: one checkout
+                # is one trace across the broker (OpenTelemetry's messaging conventions
+                # allow either; a link alone would split it).
+                tracing.span(
+                    f"{message.topic} process",
+                    SpanKind.CONSUMER,
+                    {
+                        "messaging.operation.type": "process",
+                        "messaging.destination.name": message.topic,
+                        "messaging.consumer.group.name": self.name,
+                        "messaging.message.id": message.id,
+                        **_order_of(event),
+                    },
+                    service=self.name,
+                    parent=tracing.extract(message.headers),
+                ),
                 deadline.deadline(self.retry.deadline_seconds),
                 retried_above(),
             ):
@@ -193,6 +212,11 @@ class Consumer:
             "UPDATE dead_letters SET replayed_at = ? WHERE id = ?", (utc_now_iso(), dead_letter_id)
         )
         return True
+
+
+def _order_of(event: Any) -> dict[str, str]:
+    order_id = getattr(event, "order_id", None)
+    return {ORDER_ID: order_id} if isinstance(order_id, str) else {}
 
 
 class ForeignEvent(Exception):

@@ -20,6 +20,7 @@ from colony.platform.ids import new_id
 from colony.platform.logging import get_logger
 from colony.platform.messaging.broker import Broker
 from colony.platform.messaging.message import Event, Message, owner_of
+from colony.platform.observability import tracing
 from colony.platform.observability.metrics import messaging_published
 from colony.platform.storage import Database
 
@@ -51,6 +52,8 @@ class Outbox:
             raise ValueError(f"{self.source} cannot publish {event.topic}: it is not its event")
         message_id = new_id()
         headers = {"correlation_id": context.correlation_id() or message_id}
+        # The event carries the trace it was raised in: its consumers' work joins that trace.
+        tracing.inject(headers)
         await self.db.execute(
             "INSERT INTO outbox (id, topic, key, payload, headers, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?)",

@@ -133,6 +133,25 @@ class TraceStore:
         with self._lock:
             return len(self._traces)
 
+    def recent(
+        self, since_unix_nano: int, max_spans: int = 200_000, horizon_seconds: float = 900.0
+    ) -> list[StoredSpan]:
+        """The spans that ended at ``since_unix_nano`` or later, newest traces first, at most
+        ``max_spans``: what the console's figures per service are computed from. Traces are
+        kept in the order their first span arrived, so the walk stops at the first trace
+        that began ``horizon_seconds`` before ``since_unix_nano``: a span added later to a
+        trace older than that is not counted."""
+        oldest_start = since_unix_nano - int(horizon_seconds * 1e9)
+        found: list[StoredSpan] = []
+        with self._lock:
+            for spans in reversed(self._traces.values()):
+                if spans and spans[0].start_unix_nano < oldest_start:
+                    break
+                found.extend(span for span in spans if span.end_unix_nano >= since_unix_nano)
+                if len(found) >= max_spans:
+                    break
+        return found[:max_spans]
+
 
 ORDER_ID = "colony.order_id"
 """The attribute naming the order a span worked on: what the console's search by order reads."""
@@ -141,7 +160,9 @@ CORRELATION_ID = "colony.correlation_id"
 
 def _summary(trace_id: str, spans: list[StoredSpan]) -> TraceSummary:
     ids = {span.span_id for span in spans}
-    roots = [span for span in spans if span.parent_span_id is None or span.parent_span_id not in ids]
+    roots = [
+        span for span in spans if span.parent_span_id is None or span.parent_span_id not in ids
+    ]
     first = min(roots or spans, key=lambda span: span.start_unix_nano)
     start = min(span.start_unix_nano for span in spans)
     end = max(span.end_unix_nano for span in spans)

@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 import msgspec
+from opentelemetry.trace import SpanKind
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -26,6 +27,7 @@ from starlette.routing import BaseRoute, Route
 from colony.platform import context
 from colony.platform.errors import ColonyError, InvalidInput, NotFound, ServiceUnavailable
 from colony.platform.http_client import UNTIMED
+from colony.platform.observability import tracing
 from colony.platform.observability.rpc_metrics import CallTimers
 from colony.platform.resilience import (
     ATTEMPT_HEADER,
@@ -144,11 +146,18 @@ def _endpoint(
                 kwargs["actor"] = caller.actor
             timed = timer(spec.name, caller.identity)
             started = perf_counter()
-            try:
-                result = await getattr(implementation, spec.name)(**kwargs)
-            except BaseException as exc:
-                timed.failed(exc, started)
-                raise
+            with tracing.span(
+                f"{service}/{spec.name}",
+                SpanKind.SERVER,
+                {"rpc.system": "colony", "rpc.method": spec.name, "rpc.caller": caller.identity},
+                service=service,
+                parent=tracing.extract(headers),
+            ):
+                try:
+                    result = await getattr(implementation, spec.name)(**kwargs)
+                except BaseException as exc:
+                    timed.failed(exc, started)
+                    raise
             timed.ok.observe(perf_counter() - started)
         if spec.result_decoder is None:
             return Response(status_code=204)
@@ -260,10 +269,14 @@ def _remote_method(
     path = prefix + spec.name
     timers = CallTimers(issuer.identity, spec.name, "", peer=audience)
 
+    name = f"{audience}/{spec.name}"
+    attributes = {"rpc.system": "colony", "rpc.method": spec.name, "server.address": audience}
+
     async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
         started = perf_counter()
         try:
-            result = await call(*args, **kwargs)
+            with tracing.child(name, SpanKind.CLIENT, attributes, service=issuer.identity):
+                result = await call(*args, **kwargs)
         except BaseException as exc:
             timers.failed(exc, started)
             raise
@@ -282,6 +295,7 @@ def _remote_method(
         }
         if cid := context.correlation_id():
             headers[CORRELATION_HEADER] = cid
+        tracing.inject(headers)
         idem = context.idempotency_request()
         if idem is not None:
             headers[IDEMPOTENCY_KEY_HEADER] = idem.key

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
+from colony.platform.observability import tracing
 from colony.platform.observability.rpc_metrics import CallTimers
 from colony.platform.runtime.interface import MethodSpec, interface_methods
 
@@ -34,12 +35,16 @@ def _checked(spec: MethodSpec, target: Callable[..., Any], caller: str, service:
     # Timed once, on the serving side: caller and callee share the process, so one figure
     # is both sides' (rpc_server_call_duration_seconds, with the caller as a label).
     timers = CallTimers(service, spec.name, caller)
+    name = f"{service}/{spec.name}"
+    attributes = {"rpc.system": "colony", "rpc.method": spec.name, "rpc.caller": caller}
 
     async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
         spec.authorize(caller, spec.actor_of(args, kwargs))
         started = perf_counter()
         try:
-            result = await target(*args, **kwargs)
+            # An internal span, and only inside a sampled trace: no boundary is crossed.
+            with tracing.child(name, attributes=attributes, service=service):
+                result = await target(*args, **kwargs)
         except BaseException as exc:
             timers.failed(exc, started)
             raise

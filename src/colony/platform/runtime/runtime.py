@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from graphlib import TopologicalSorter
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -31,9 +31,12 @@ from colony.platform.http_client import HttpClient
 from colony.platform.logging import get_logger
 from colony.platform.messaging import Broker, Consumer, InProcessBroker, Outbox, OutboxRelay
 from colony.platform.messaging.jetstream import JetStreamBroker
+from colony.platform.observability import tracing
 from colony.platform.observability.exposition import metrics_route
 from colony.platform.observability.loop_lag import start_watching, stop_watching
+from colony.platform.observability.span_shipping import SpanShipper, into_store, to_gateway
 from colony.platform.observability.state import ProcessState
+from colony.platform.observability.trace_store import StoredSpan
 from colony.platform.resilience import BulkheadPolicy, CallPolicy, Resilience
 from colony.platform.runtime.definition import ServiceContext, ServiceDefinition
 from colony.platform.runtime.http_binding import HttpClientFactory, rpc_app
@@ -102,6 +105,7 @@ class Runtime:
             self._jetstream_pending,
         )
         self._loop_watch: asyncio.Task[None] | None = None
+        self._shipper: SpanShipper | None = None
 
     def _process_name(self) -> str:
         local = [name for name in self.definitions if self.topology.placement(name).local]
@@ -154,6 +158,11 @@ class Runtime:
         await self.broker.start()
         if background:
             self._loop_watch = start_watching(self.process_name)
+            tracing.configure_tracing(
+                self.process_name, self.settings.instance, self.settings.trace_sample_ratio
+            )
+            self._shipper = SpanShipper(self._span_destination())
+            self._shipper.start()
             for relay in self.relays.values():
                 relay.start()
             for service in self.services.values():
@@ -328,9 +337,25 @@ class Runtime:
             if not published:
                 return total
 
+    def _span_destination(self) -> Callable[[list[StoredSpan]], Awaitable[None]]:
+        """The gateway's process keeps its spans (the console's store); any other sends them
+        to the gateway, signed as itself, if it knows where that is."""
+        if self.process_name == "gateway":
+            return into_store(tracing.STORE)
+        if self.settings.traces_url:
+            return to_gateway(self.http, self.settings.traces_url, self.issuer(self.process_name))
+
+        async def nowhere(spans: list[StoredSpan]) -> None:
+            return None
+
+        return nowhere
+
     async def stop(self) -> None:
         await stop_watching(self._loop_watch)
         self._loop_watch = None
+        if self._shipper is not None:
+            await self._shipper.stop()
+            self._shipper = None
         for server in reversed(self.servers.values()):
             await server.stop()
         self.servers.clear()

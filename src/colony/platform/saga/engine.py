@@ -26,7 +26,9 @@ import msgspec
 from colony.platform import context
 from colony.platform.clock import utc_now, utc_now_iso
 from colony.platform.logging import get_logger
+from colony.platform.observability import tracing
 from colony.platform.observability.metrics import saga_step_duration, sagas_finished
+from colony.platform.observability.trace_store import ORDER_ID
 from colony.platform.resilience import deadline, retried_above
 from colony.platform.saga.definition import SagaDefinition, SagaHooks, Step, describe
 from colony.platform.storage import Database
@@ -313,7 +315,12 @@ class SagaEngine(Generic[S]):
             saga.furthest = max(saga.furthest, saga.step)
             started = time.perf_counter()
             try:
-                result = await self._attempt(saga, step)
+                with tracing.child(
+                    f"saga {self.definition.kind} {step.name}",
+                    attributes=self._traced(saga),
+                    service=self.db.name,
+                ):
+                    result = await self._attempt(saga, step)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -424,8 +431,18 @@ class SagaEngine(Generic[S]):
     async def _compensate(self, saga: SagaRecord[S], step: Step[S]) -> None:
         assert step.compensation is not None
         started = time.perf_counter()
-        await self._until_done(saga, step.name, step.compensation)
+        # Kept whatever the trace's sampling said: a compensation is what people look for.
+        with tracing.span(
+            f"saga {self.definition.kind} compensate {step.name}",
+            attributes=self._traced(saga),
+            service=self.db.name,
+            keep=True,
+        ):
+            await self._until_done(saga, step.name, step.compensation)
         self._timed(step.name, "compensate", "ok", started)
+
+    def _traced(self, saga: SagaRecord[S]) -> dict[str, str]:
+        return {"colony.saga": self.definition.kind, "colony.saga_id": saga.id, ORDER_ID: saga.id}
 
     def _timed(self, step: str, direction: str, outcome: str, started: float) -> None:
         key = (step, direction, outcome)

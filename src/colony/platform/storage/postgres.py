@@ -44,9 +44,11 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
+from opentelemetry.trace import SpanKind
 
 from colony.platform.errors import ServiceUnavailable
 from colony.platform.logging import get_logger
+from colony.platform.observability import tracing
 from colony.platform.storage.database import Params, Row
 
 POOL_MIN_SIZE = 1
@@ -290,26 +292,32 @@ class PostgresDatabase:
         if self._open_snapshot() is not None:
             raise RuntimeError(f"{self.name}: a snapshot is read-only; write outside it")
         assert self._lock is not None and self._pool is not None, "database not open"
-        async with self._lock:
-            # BEGIN and take the writers' lock in one round trip.
-            conn = await self._connected_in_transaction(self._begin)
-            try:
-                tx = _Transaction(conn)
-                token = self._tx.set(tx)
+        # One span per transaction (not per statement), and only inside a sampled trace.
+        with tracing.child(
+            "db transaction",
+            SpanKind.CLIENT,
+            {"db.system.name": "postgresql", "db.namespace": self.name},
+        ):
+            async with self._lock:
+                # BEGIN and take the writers' lock in one round trip.
+                conn = await self._connected_in_transaction(self._begin)
                 try:
-                    yield
-                except BaseException as exc:
-                    tx.open = False
-                    await _rollback(conn)
-                    self._raise_if_lost(exc, conn)
-                    raise
-                else:
-                    tx.open = False
-                    await self._commit(conn)
+                    tx = _Transaction(conn)
+                    token = self._tx.set(tx)
+                    try:
+                        yield
+                    except BaseException as exc:
+                        tx.open = False
+                        await _rollback(conn)
+                        self._raise_if_lost(exc, conn)
+                        raise
+                    else:
+                        tx.open = False
+                        await self._commit(conn)
+                    finally:
+                        self._tx.reset(token)
                 finally:
-                    self._tx.reset(token)
-            finally:
-                await self._release(conn)
+                    await self._release(conn)
         # Outside the transaction's context, so whatever a callback starts does not inherit it.
         for callback in tx.callbacks:
             callback()

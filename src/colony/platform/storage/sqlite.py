@@ -34,8 +34,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.trace import SpanKind
+
 from colony.platform.clock import utc_now
 from colony.platform.logging import get_logger
+from colony.platform.observability import tracing
 from colony.platform.storage.database import Params, Row
 
 _PRAGMAS = (
@@ -226,23 +229,29 @@ class SqliteDatabase:
             raise RuntimeError(f"{self.name}: a snapshot is read-only; write outside it")
         assert self._lock is not None and self._writer is not None, "database not open"
         tx = _Transaction()
-        async with self._lock:
-            group = self._join_group()
-            self._writer.execute("SAVEPOINT unit")
-            token = self._tx.set(tx)
-            try:
-                yield
-            except BaseException:
-                tx.open = False
-                self._undo(group)
-                if group.closing and self._group is group:
-                    self._commit(group)
-                raise
-            else:
-                tx.open = False
-                self._writer.execute("RELEASE unit")
-            finally:
-                self._tx.reset(token)
+        # One span per transaction (not per statement), and only inside a sampled trace.
+        with tracing.child(
+            "db transaction",
+            SpanKind.CLIENT,
+            {"db.system.name": "sqlite", "db.namespace": self.name},
+        ):
+            async with self._lock:
+                group = self._join_group()
+                self._writer.execute("SAVEPOINT unit")
+                token = self._tx.set(tx)
+                try:
+                    yield
+                except BaseException:
+                    tx.open = False
+                    self._undo(group)
+                    if group.closing and self._group is group:
+                        self._commit(group)
+                    raise
+                else:
+                    tx.open = False
+                    self._writer.execute("RELEASE unit")
+                finally:
+                    self._tx.reset(token)
             # Outside the transaction's context, so a task a callback starts does not inherit it.
             tx.context = contextvars.copy_context()
             group.units.append(tx)

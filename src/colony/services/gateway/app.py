@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from colony.platform import faults
 from colony.platform.config import Settings
 from colony.platform.errors import NotFound
 from colony.platform.observability.exposition import bearer_matches
-from colony.platform.observability.http_metrics import RequestMetrics
+from colony.platform.observability.http_telemetry import RequestTelemetry
 from colony.platform.web.access_log import AccessLog
 from colony.platform.web.api import openapi_document
 from colony.platform.web.cors import CrossOrigin
@@ -85,15 +85,15 @@ def create_app(
     cors_origins: Collection[str] = (),
     trusted_proxies: Collection[str] = LOCAL_PROXIES,
     event_catalogue: Mapping[str, Any] | None = None,
-    metrics: BaseRoute | None = None,
+    process_routes: Sequence[BaseRoute] = (),
 ) -> ASGIApp:
     """The gateway. ``cors_origins``: the origins (``https://shop.example``) whose pages may
     call the API from a browser, none by default. ``trusted_proxies``: the addresses whose
     ``X-Forwarded-Proto`` is believed, this host's by default. ``event_catalogue``: the
     AsyncAPI document of the events between the services, served at /api/asyncapi.json
     when given (the gateway cannot build it: it knows the services by their interfaces
-    alone, not what each consumes). ``metrics``: the process's ``/metrics`` route, which
-    answers a scraper :func:`may_scrape` admits."""
+    alone, not what each consumes). ``process_routes``: the process's own (``/metrics``,
+    which answers a scraper :func:`may_scrape` admits, and ``/internal/spans``)."""
     api = build_api(backends, auth, settings.search_stale_seconds)
     add_order_routes(api, backends, settings.recommendations_timeout_seconds)
     openapi = msgspec.json.encode(
@@ -149,7 +149,7 @@ def create_app(
         Route("/health/ready", ready),
         Route("/admin/dependencies", dependencies),
         *(faults.admin_routes() if settings.fault_injection else []),
-        *([metrics] if metrics is not None else []),
+        *process_routes,
         Mount(
             "/static",
             StaticFiles(directory=Path(__file__).parent / "storefront" / "static"),
@@ -170,7 +170,7 @@ def create_app(
         policies=[("/api/docs", DOCS_POLICY)],
         trusted_proxies=trusted_proxies,
     )
-    measured = RequestMetrics(edge, "gateway")
+    measured = RequestTelemetry(edge, "gateway")
     return AccessLog(measured) if settings.access_log else measured
 
 

@@ -213,6 +213,7 @@ class ProviderClient:
                 params=params,
                 # The provider replays a keyed request; a lookup changes nothing.
                 repeatable=key is not None or method == "GET",
+                propagate=True,
             )
         except NotSent as exc:
             raise ProviderUnavailable(f"cannot reach the payment provider: {exc}") from exc

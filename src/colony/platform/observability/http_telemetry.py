@@ -1,0 +1,99 @@
+"""Every HTTP request the gateway serves: timed into its metrics, and the root of its trace.
+
+The route is the template the router matched (``/api/v1/orders/{order_id}``), never the path:
+a path holds ids, and a label per id would grow without bound. A request no route matched is
+counted under ``unmatched``; a method outside HTTP's own under ``_OTHER``, as OpenTelemetry's
+conventions say.
+
+A request starts a new trace: the gateway is the public edge, and a ``traceparent`` from the
+internet would let anyone decide what is sampled (or fill the store). A request that was not
+sampled and ends in a 5xx is recorded all the same, after the fact.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from opentelemetry.trace import SpanKind
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from colony.platform.observability import tracing
+from colony.platform.observability.metrics import http_server_duration
+
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNTRACED = ("/health/", "/metrics", "/static/", "/internal/")
+"""Probes, scrapes, files and spans arriving: measured, never traced (a trace per probe would
+crowd the store with nothing)."""
+
+
+class RequestTelemetry:
+    """Times each request of ``app`` into ``http_server_request_duration_seconds`` and opens
+    its trace's root span."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+        # Children looked up once per label set: .labels() takes a lock and builds a tuple.
+        self._children: dict[tuple[str, str, int], Any] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        started_ns = time.time_ns()
+        status = 500
+
+        async def record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        method = scope["method"] if scope["method"] in KNOWN_METHODS else "_OTHER"
+        traced = not scope["path"].startswith(UNTRACED)
+        root = (
+            tracing.span(
+                method,
+                SpanKind.SERVER,
+                {"http.request.method": method, "url.path": scope["path"]},
+                service=self.service,
+            )
+            if traced
+            else tracing.NO_SPAN
+        )
+        sampled = False
+        try:
+            with root:
+                sampled = tracing.recording()
+                try:
+                    await self.app(scope, receive, record)
+                finally:
+                    template = getattr(scope.get("route"), "path", None) or "unmatched"
+                    if sampled:
+                        tracing.name_server_span(method, template, status)
+        finally:
+            elapsed = time.perf_counter() - started
+            template = getattr(scope.get("route"), "path", None) or "unmatched"
+            key = (method, template, status)
+            child = self._children.get(key)
+            if child is None:
+                child = self._children[key] = http_server_duration.labels(
+                    self.service, method, template, str(status)
+                )
+            child.observe(elapsed)
+            if traced and not sampled and status >= 500:
+                tracing.record_after(
+                    f"{method} {template}",
+                    started_ns,
+                    time.time_ns(),
+                    SpanKind.SERVER,
+                    {
+                        tracing.SERVICE: self.service,
+                        "http.request.method": method,
+                        "http.route": template,
+                        "http.response.status_code": status,
+                    },
+                    f"answered {status}",
+                )

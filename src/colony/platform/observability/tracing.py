@@ -1,0 +1,431 @@
+"""Traces: one checkout is one trace, across every call, event and saga step, in any topology.
+
+OpenTelemetry's API and SDK, configured once per process by :func:`configure_tracing`:
+
+- **Sampling** is decided at the root (a gateway request, a piece of background work) with
+  the ratio ``COLONY_TRACE_SAMPLE_RATIO``, and followed by every span below it, in this
+  process and in every one the trace context reaches (W3C ``traceparent``, in the HTTP
+  binding's headers and in each event's headers through the outbox and the broker).
+- **Unsampled is nearly free.** A span below an unsampled one is not created at all
+  (:func:`child` returns a shared no-op): the SDK's own non-recording span costs 5 µs, and a
+  checkout crosses about a hundred places that may open one.
+- **Errors and compensations are kept** whatever the ratio: a span opened with ``keep=True``
+  (a saga turning round, each compensation) is sampled even under an unsampled parent, and
+  so is everything below it; a gateway request that ends in a 5xx is recorded after the fact.
+  What ran before the failure in an unsampled trace was not recorded and cannot be: keeping
+  whole traces by their ending needs every span buffered until the end (a tail decision),
+  which is an OpenTelemetry Collector's ``tail_sampling`` job. Run Colony at ratio 1 behind
+  such a collector for that.
+- **Where spans go.** To Colony's own :class:`~colony.platform.observability.trace_store.
+  TraceStore`, which the console reads: in the gateway's process directly, from every other
+  process through the gateway's ``/internal/spans`` (signed with the process's service
+  token, like any call between processes). And, when the standard variables name one
+  (``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` and friends), to
+  any OTLP collector too: Jaeger, Tempo, the Aspire dashboard.
+
+Every span carries ``colony.service`` (whose code it timed) and, where there is one,
+``colony.order_id`` and ``colony.correlation_id``; every log line carries ``trace_id`` and
+``span_id``, and is added to its span as an event named ``log``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import threading
+from collections import deque
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from contextvars import ContextVar
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.sampling import (
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+)
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from colony.platform.observability.trace_store import (
+    CORRELATION_ID,
+    ORDER_ID,
+    SpanEvent,
+    SpanLink,
+    StoredSpan,
+    TraceStore,
+)
+
+SERVICE = "colony.service"
+KEEP = "colony.keep"
+"""An attribute that makes a span sampled whatever its parent: see the module's docstring."""
+TRACEPARENT = "traceparent"
+
+STORE = TraceStore()
+"""This process's trace store: the console's, in the gateway's process."""
+
+_propagator = TraceContextTextMapPropagator()
+_tracer = trace.get_tracer("colony")
+_service: ContextVar[str] = ContextVar("colony_trace_service", default="")
+_KINDS = {
+    SpanKind.SERVER: "server",
+    SpanKind.CLIENT: "client",
+    SpanKind.PRODUCER: "producer",
+    SpanKind.CONSUMER: "consumer",
+    SpanKind.INTERNAL: "internal",
+}
+
+
+class _NoSpan:
+    """What :func:`child` returns below an unsampled span: enters and leaves, does nothing."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+NO_SPAN = _NoSpan()
+
+
+# --- sampling ---------------------------------------------------------------------------------
+
+
+class KeepOrRatio(Sampler):
+    """Parent-based with a ratio at the root, except that a span marked :data:`KEEP` is
+    always sampled."""
+
+    def __init__(self, ratio: float) -> None:
+        self.set_ratio(ratio)
+
+    def set_ratio(self, ratio: float) -> None:
+        self._ratio = ratio
+        self._usual = ParentBased(TraceIdRatioBased(ratio))
+
+    def should_sample(
+        self,
+        parent_context: Any,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Any = None,
+        links: Sequence[Link] | None = None,
+        trace_state: Any = None,
+    ) -> SamplingResult:
+        if attributes and attributes.get(KEEP):
+            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, trace_state)
+        return self._usual.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
+
+    def get_description(self) -> str:
+        return f"KeepOrRatio({self._ratio})"
+
+
+# --- spans ------------------------------------------------------------------------------------
+
+
+def recording() -> bool:
+    """Whether the current span is sampled (so spans below it are worth opening)."""
+    return trace.get_current_span().get_span_context().trace_flags.sampled
+
+
+def child(
+    name: str,
+    kind: SpanKind = SpanKind.INTERNAL,
+    attributes: Mapping[str, Any] | None = None,
+    service: str | None = None,
+) -> Any:
+    """A span under the current one if that one is sampled, else nothing at all (no span is
+    ever a root through here: background work does not start traces of its own by a
+    database transaction)."""
+    if not trace.get_current_span().get_span_context().trace_flags.sampled:
+        return NO_SPAN
+    return _started(name, kind, attributes, service)
+
+
+def span(
+    name: str,
+    kind: SpanKind = SpanKind.INTERNAL,
+    attributes: Mapping[str, Any] | None = None,
+    service: str | None = None,
+    parent: otel_context.Context | None = None,
+    links: Sequence[Link] = (),
+    keep: bool = False,
+) -> Any:
+    """A span that may start a trace (the sampler decides), under ``parent`` if given (a
+    context extracted from a caller or an event), else under the current span. With
+    ``keep``, sampled whatever the parent says."""
+    current = trace.get_current_span(parent) if parent is not None else trace.get_current_span()
+    context = current.get_span_context()
+    if context.is_valid and not context.trace_flags.sampled and not keep:
+        # Under an unsampled parent nothing below is recorded: only carry its context on,
+        # so calls from here tell the next process "not sampled" rather than start anew.
+        return _attached(parent) if parent is not None else NO_SPAN
+    attrs = dict(attributes or {})
+    if keep:
+        attrs[KEEP] = True
+    return _started(name, kind, attrs, service, parent, links)
+
+
+@contextlib.contextmanager
+def _attached(parent: otel_context.Context) -> Iterator[None]:
+    token = otel_context.attach(parent)
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+
+
+@contextlib.contextmanager
+def _started(
+    name: str,
+    kind: SpanKind,
+    attributes: Mapping[str, Any] | None,
+    service: str | None,
+    parent: otel_context.Context | None = None,
+    links: Sequence[Link] = (),
+) -> Iterator[trace.Span]:
+    owner = service or _service.get()
+    attrs = {SERVICE: owner, **(attributes or {})}
+    from colony.platform import context as call_context  # the platform's, not OTel's
+
+    correlation = call_context.correlation_id()
+    if correlation:
+        attrs[CORRELATION_ID] = correlation
+    token = _service.set(owner)
+    try:
+        with _tracer.start_as_current_span(
+            name,
+            context=parent,
+            kind=kind,
+            attributes=attrs,
+            links=links,
+            record_exception=True,
+            set_status_on_exception=True,
+        ) as opened:
+            yield opened
+    finally:
+        _service.reset(token)
+
+
+def annotate(**attributes: Any) -> None:
+    """Add attributes to the current span, if it records (``order_id=`` becomes
+    ``colony.order_id``, what the console searches by)."""
+    current = trace.get_current_span()
+    if not current.is_recording():
+        return
+    for key, value in attributes.items():
+        if value is not None:
+            current.set_attribute(ORDER_ID if key == "order_id" else key, value)
+
+
+def name_server_span(method: str, route: str, status: int) -> None:
+    """Name the current server span by its route, once the router has matched it, and
+    mark a 5xx as its error (a 4xx is the client's, not the server's)."""
+    current = trace.get_current_span()
+    if not current.is_recording():
+        return
+    current.update_name(f"{method} {route}")
+    current.set_attribute("http.route", route)
+    current.set_attribute("http.response.status_code", status)
+    if status >= 500:
+        current.set_status(Status(StatusCode.ERROR, f"answered {status}"))
+
+
+def failed(message: str) -> None:
+    """Mark the current span as failed (an answer that is an error without an exception)."""
+    current = trace.get_current_span()
+    if current.is_recording():
+        current.set_status(Status(StatusCode.ERROR, message))
+
+
+def record_after(
+    name: str,
+    start_ns: int,
+    end_ns: int,
+    kind: SpanKind,
+    attributes: Mapping[str, Any],
+    error: str | None,
+) -> None:
+    """Record a span that was not sampled when it began, now that its ending says it must
+    be kept (a request answered with a 5xx)."""
+    opened = _tracer.start_span(
+        name,
+        kind=kind,
+        attributes={**attributes, KEEP: True},
+        start_time=start_ns,
+    )
+    if error is not None:
+        opened.set_status(Status(StatusCode.ERROR, error))
+    opened.end(end_time=end_ns)
+
+
+# --- propagation ------------------------------------------------------------------------------
+
+
+def inject(headers: MutableMapping[str, str]) -> None:
+    """Write the current trace context (``traceparent``) into outgoing headers, if any."""
+    if trace.get_current_span().get_span_context().is_valid:
+        _propagator.inject(headers)
+
+
+def extract(headers: Mapping[str, str]) -> otel_context.Context | None:
+    """The trace context a caller or an event carries, or None."""
+    if TRACEPARENT not in headers:
+        return None
+    extracted = _propagator.extract(headers)
+    return extracted if trace.get_current_span(extracted).get_span_context().is_valid else None
+
+
+def link_to(headers: Mapping[str, str]) -> list[Link]:
+    """A link to the trace ``headers`` carry (for work caused by it but not part of it)."""
+    extracted = extract(headers)
+    if extracted is None:
+        return []
+    return [Link(trace.get_current_span(extracted).get_span_context())]
+
+
+def current_ids() -> tuple[str, str] | None:
+    """The current trace and span ids, in hex, for a log line."""
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return None
+    return format(context.trace_id, "032x"), format(context.span_id, "016x")
+
+
+def log_event(level: str, event: str) -> None:
+    """Add a log line to the current span, if it records: a trace's page shows its logs."""
+    current = trace.get_current_span()
+    if current.is_recording():
+        current.add_event("log", {"level": level, "event": event[:1000]})
+
+
+# --- collection -------------------------------------------------------------------------------
+
+
+class _Collector(SpanProcessor):
+    """Keeps finished sampled spans until the next flush, at most ``bound`` (the oldest
+    dropped past it, and counted)."""
+
+    def __init__(self, bound: int = 20_000) -> None:
+        self.finished: deque[ReadableSpan] = deque(maxlen=bound)
+        self._lock = threading.Lock()
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if span.context is not None and span.context.trace_flags.sampled:
+            self.finished.append(span)
+
+    def take(self) -> list[ReadableSpan]:
+        taken = []
+        while self.finished:
+            taken.append(self.finished.popleft())
+        return taken
+
+
+_collector = _Collector()
+_sampler = KeepOrRatio(0.1)
+_provider: TracerProvider | None = None
+_process = ""
+
+
+def configure_tracing(process: str, instance: str, ratio: float) -> None:
+    """Set this process's tracer provider, once (later calls change the ratio only, for a
+    process that starts several runtimes, as tests do)."""
+    global _provider, _process
+    _process = f"{process}/{instance}" if instance and instance != process else process
+    if _provider is not None:
+        _sampler.set_ratio(ratio)
+        return
+    if os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return
+    resource = Resource.create(
+        {"service.name": process, "service.instance.id": instance, "service.namespace": "colony"}
+    )
+    _sampler.set_ratio(ratio)
+    _provider = TracerProvider(resource=resource, sampler=_sampler)
+    _provider.add_span_processor(_collector)
+    if _otlp_configured():
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        # The standard exporter, on its own thread with its own HTTP client: it reads the
+        # standard variables (endpoint, headers, timeout) as every OTel tool documents them.
+        _provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(_provider)
+
+
+def _otlp_configured() -> bool:
+    return any(
+        os.environ.get(name)
+        for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )
+
+
+def finished_spans() -> list[StoredSpan]:
+    """The sampled spans finished since the last call, as the store keeps them."""
+    return [_stored(span) for span in _collector.take()]
+
+
+def _stored(span: ReadableSpan) -> StoredSpan:
+    context = span.context
+    assert context is not None
+    attributes = {k: _plain(v) for k, v in (span.attributes or {}).items() if k != KEEP}
+    service = str(attributes.pop(SERVICE, "") or _process.split("/")[0])
+    status = span.status.status_code
+    return StoredSpan(
+        trace_id=format(context.trace_id, "032x"),
+        span_id=format(context.span_id, "016x"),
+        parent_span_id=format(span.parent.span_id, "016x") if span.parent else None,
+        name=span.name,
+        kind=_KINDS.get(span.kind, "internal"),
+        service=service,
+        process=_process,
+        start_unix_nano=span.start_time or 0,
+        end_unix_nano=span.end_time or span.start_time or 0,
+        status="error"
+        if status is StatusCode.ERROR
+        else "ok"
+        if status is StatusCode.OK
+        else "unset",
+        status_message=span.status.description or "",
+        attributes=attributes,
+        events=[
+            SpanEvent(
+                name=event.name,
+                time_unix_nano=event.timestamp,
+                attributes={k: _plain(v) for k, v in (event.attributes or {}).items()},
+            )
+            for event in span.events
+        ],
+        links=[
+            SpanLink(
+                trace_id=format(link.context.trace_id, "032x"),
+                span_id=format(link.context.span_id, "016x"),
+            )
+            for link in span.links
+        ],
+    )
+
+
+_STATUSES = {StatusCode.ERROR: "error", StatusCode.OK: "ok"}
+
+
+def _plain(value: Any) -> str | int | float | bool:
+    if isinstance(value, str | int | float | bool):
+        return value
+    return ", ".join(str(item) for item in value)
+
+
+def new_trace_id() -> str:
+    """A random trace id in hex (for tests and tools that fabricate a context)."""
+    return format(random.getrandbits(128), "032x")

@@ -1,0 +1,233 @@
+"""Traces: a checkout is one trace across the gateway, every service it calls and every event
+it raises, in either binding; unsampled traces record nothing, compensations and failed
+requests are kept anyway; spans reach the console's store from other processes only with a
+service token; every log line names its trace and span."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+from opentelemetry.trace import SpanKind
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from checkout_helpers import add_to_cart, checkout, wait_for
+from colony.payment_provider import CARD_DECLINED
+from colony.platform.logging import _add_trace
+from colony.platform.observability import tracing
+from colony.platform.observability.http_telemetry import RequestTelemetry
+from colony.platform.observability.span_shipping import spans_route
+from colony.platform.observability.trace_store import StoredSpan, TraceStore
+from colony.platform.trust import InMemoryKeys, TokenIssuer, TokenVerifier
+from colony.platform.web.problems import install_problem_handlers
+from conftest import list_product, sign_up
+from waiting import eventually
+
+
+@pytest.fixture
+def sampled_at() -> Iterator[Any]:
+    """Set the process's sampling ratio for one test, and put the usual one back."""
+
+    def set_ratio(ratio: float) -> None:
+        tracing.configure_tracing("gateway", "test", ratio)
+
+    yield set_ratio
+    tracing.configure_tracing("gateway", "test", 0.1)
+
+
+async def checkout_trace(client: httpx.AsyncClient, card: str | None = None) -> tuple[str, str]:
+    seller = await sign_up(client, "seller")
+    buyer = await sign_up(client, "buyer")
+    listing = await list_product(client, seller, stock=5)
+    await add_to_cart(client, buyer, listing)
+    kwargs = {"card": card} if card else {}
+    response = await checkout(client, buyer, **kwargs)
+    assert response.status_code == 201, response.text
+    order_id = response.json()["order_id"]
+    order = await wait_for(client, buyer, order_id)
+    return order_id, order["status"]
+
+
+async def test_a_checkout_is_one_trace_across_every_service(client, sampled_at) -> None:
+    sampled_at(1.0)
+    order_id, status = await checkout_trace(client)
+    assert status == "completed"
+
+    async def traced() -> list[Any]:
+        # The checkout's own trace; the courier's later steps each start one of their own.
+        found = tracing.STORE.search(order_id=order_id)
+        return [f for f in found if f.root_name == "POST /api/v1/orders"]
+
+    (summary,) = await eventually(traced, within=10)
+    expected = {"gateway", "orders", "inventory", "payments", "delivery", "notifications", "cart"}
+
+    async def whole() -> list[StoredSpan] | None:
+        spans = tracing.STORE.trace(summary.trace_id)
+        return spans if expected <= {span.service for span in spans} else None
+
+    spans = await eventually(whole, within=10)
+    names = {span.name for span in spans}
+    assert "POST /api/v1/orders" in names
+    assert any(name.startswith("saga checkout ") for name in names)
+    assert "orders.order.completed process" in names  # across the broker, in the same trace
+    assert any(span.name == "db transaction" for span in spans)
+    assert any(
+        span.kind == "client" and span.name.startswith("POST payment-provider") for span in spans
+    )
+    # One tree: every parent is in the trace, but the gateway's request, its root.
+    ids = {span.span_id for span in spans}
+    roots = [span for span in spans if span.parent_span_id not in ids]
+    assert [root.name for root in roots] == ["POST /api/v1/orders"]
+    assert {span.trace_id for span in spans} == {summary.trace_id}
+    # The consumer's work sits under the span that raised its event.
+    consumed = next(span for span in spans if span.name == "orders.order.completed process")
+    assert consumed.attributes["colony.order_id"] == order_id
+
+
+async def test_an_unsampled_checkout_records_nothing(client, sampled_at) -> None:
+    sampled_at(0.0)
+    order_id, status = await checkout_trace(client)
+    assert status == "completed"
+    await tracing_flushed()
+    assert tracing.STORE.search(order_id=order_id) == []
+
+
+async def test_a_compensation_is_kept_whatever_the_ratio(client, sampled_at) -> None:
+    sampled_at(0.0)
+    order_id, status = await checkout_trace(client, card=CARD_DECLINED)
+    assert status == "cancelled"
+
+    async def kept() -> list[StoredSpan]:
+        return [
+            span
+            for summary in tracing.STORE.search(order_id=order_id)
+            for span in tracing.STORE.trace(summary.trace_id)
+            if " compensate " in span.name
+        ]
+
+    compensations = await eventually(kept, within=10)
+    assert {span.service for span in compensations} == {"orders"}
+    # And what the compensation called (inventory's release) is kept under it.
+    trace_id = compensations[0].trace_id
+    assert "inventory" in {span.service for span in tracing.STORE.trace(trace_id)}
+
+
+async def tracing_flushed() -> None:
+    """Wait for the shipper's next round (it takes finished spans once a second)."""
+    import asyncio
+
+    await asyncio.sleep(1.3)
+
+
+async def test_a_failed_request_is_recorded_even_unsampled(sampled_at) -> None:
+    sampled_at(0.0)
+
+    async def broken(request: Request) -> Response:
+        raise RuntimeError("the floor gave way")
+
+    app = RequestTelemetry(Starlette(routes=[Route("/boom/{thing}", broken)]), "gateway")
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    before = set(_trace_ids())
+    async with httpx.AsyncClient(transport=transport, base_url="http://colony.test") as client:
+        assert (await client.get("/boom/7")).status_code == 500
+    store = TraceStore()
+    store.add(tracing.finished_spans())
+    failed = [s for s in _all(store) if s.name == "GET /boom/{thing}"]
+    assert failed and failed[0].status == "error"
+    assert failed[0].attributes["http.response.status_code"] == 500
+    assert not before & {s.trace_id for s in failed}
+
+
+def _trace_ids() -> list[str]:
+    return [summary.trace_id for summary in tracing.STORE.search(limit=10_000)]
+
+
+def _all(store: TraceStore) -> list[StoredSpan]:
+    return [span for s in store.search(limit=10_000) for span in store.trace(s.trace_id)]
+
+
+def test_a_log_line_names_its_trace_and_joins_its_span(sampled_at) -> None:
+    sampled_at(1.0)
+    with tracing.span("work", SpanKind.INTERNAL, service="orders"):
+        line = _add_trace(None, "warning", {"event": "stock ran out"})
+        ids = tracing.current_ids()
+    assert ids is not None
+    assert (line["trace_id"], line["span_id"]) == ids
+    store = TraceStore()
+    store.add(tracing.finished_spans())
+    (work,) = [span for span in _all(store) if span.span_id == ids[1]]
+    assert [(e.name, e.attributes["event"]) for e in work.events] == [("log", "stock ran out")]
+    # Outside any span a line has no ids.
+    assert "trace_id" not in _add_trace(None, "info", {"event": "idle"})
+
+
+# --- spans from other processes --------------------------------------------------------------
+
+
+KEYS = InMemoryKeys()
+
+
+def span_json(trace_id: str) -> bytes:
+    return msgspec.json.encode(
+        [
+            StoredSpan(
+                trace_id=trace_id,
+                span_id="00f067aa0ba902b7",
+                name="payments/capture",
+                kind="server",
+                service="payments",
+                process="payments/payments-1",
+                start_unix_nano=1,
+                end_unix_nano=2,
+            )
+        ]
+    )
+
+
+async def post_spans(body: bytes, headers: dict[str, str], host: str) -> tuple[int, TraceStore]:
+    store = TraceStore()
+    local = host == "127.0.0.1"
+    app = Starlette(
+        routes=[spans_route(store, TokenVerifier("gateway", KEYS), lambda request: local)]
+    )
+    install_problem_handlers(app)
+    transport = httpx.ASGITransport(app=app, client=(host, 4000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        answer = await client.post("/internal/spans", content=body, headers=headers)
+    return answer.status_code, store
+
+
+@pytest.mark.parametrize(
+    ("host", "identity", "audience", "status"),
+    [
+        ("10.1.2.3", "payments", "gateway", 204),
+        ("10.1.2.3", None, None, 401),
+        ("10.1.2.3", "payments", "orders", 401),  # a token for another service
+        ("127.0.0.1", None, None, 204),  # the simulator, on the gateway's machine
+    ],
+)
+async def test_spans_are_taken_from_the_marketplace_alone(
+    host: str, identity: str | None, audience: str | None, status: int
+) -> None:
+    headers = {"content-type": "application/json"}
+    if identity is not None and audience is not None:
+        headers["authorization"] = "Bearer " + TokenIssuer(identity, KEYS).token(audience)
+    trace_id = tracing.new_trace_id()
+    answer, store = await post_spans(span_json(trace_id), headers, host)
+    assert answer == status
+    assert len(store.trace(trace_id)) == (1 if status == 204 else 0)
+
+
+@pytest.mark.parametrize(
+    "body", [b"not json", b"{}", b'[{"trace_id": 5}]', b"[" + b'{"x":1},' * 600 + b'{"x":1}]']
+)
+async def test_what_is_not_a_list_of_spans_is_a_4xx(body: bytes) -> None:
+    status, store = await post_spans(body, {"content-type": "application/json"}, "127.0.0.1")
+    assert 400 <= status < 500
+    assert len(store) == 0
