@@ -20,6 +20,11 @@ from colony.services.gateway.auth import Authenticator
 ELSEWHERE = "203.0.113.7"  # a documentation address: not this host's
 API_PREFIX = "/api/v1/"
 NOT_API = {
+    # The operations console: pages for a signed-in admin (the storefront's session and CSRF)
+    # that read the services through their operations endpoints; not API operations.
+    "/console": "the console's service map and event catalogue, a page for admins",
+    "/console/traces": "the console's trace search, a page for admins",
+    "/console/traces/{trace_id}": "one trace's waterfall, a page for admins",
     "/api/openapi.json": "the API's document itself",
     "/api/asyncapi.json": "the event catalogue's document (AsyncAPI): events, not operations",
     "/api/docs": "the document, rendered for people",
@@ -31,7 +36,11 @@ NOT_API = {
     "/internal/spans": "spans from the marketplace's processes (a service token) for the console",
 }
 """Routes the gateway serves that are not API operations, and what each is."""
-STATIC_MOUNTS = {"/static": "the storefront's style sheet", "/api/docs/assets": "Swagger UI"}
+STATIC_MOUNTS = {
+    "/static": "the storefront's style sheet",
+    "/api/docs/assets": "Swagger UI",
+    "/console/static": "the console's style sheet and the script that keeps its pages live",
+}
 STOREFRONT = "colony.services.gateway.storefront."
 
 

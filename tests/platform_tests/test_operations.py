@@ -1,6 +1,7 @@
-"""Every service answers for its own outbox and dead letters through its endpoint
-(``/platform/<method>``), so operators' tools never open another service's database; the
-answers are for the operator's commands and for an admin through the gateway, nobody else."""
+"""Every service answers for its own outbox, consumer, dead letters and sagas through its
+endpoint (``/platform/<method>``), so operators' tools never open another service's database;
+the answers are for the operator's commands and for an admin through the gateway, nobody
+else."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ from colony.platform.runtime.http_binding import HttpClientFactory, rpc_app
 from colony.platform.runtime.inprocess_binding import guarded
 from colony.platform.runtime.interface import callers
 from colony.platform.runtime.operations import OperationsApi, ServiceOperations
+from colony.platform.saga import SAGA_MIGRATIONS
 from colony.platform.security import Actor
+from colony.platform.storage.migrations import migrate
 from colony.platform.trust import InMemoryKeys, TokenIssuer, TokenVerifier
 from colony.platform.web.server import HttpServer, free_port
 from messaging_support import Deposited, open_db
@@ -195,3 +198,161 @@ async def test_in_process_the_same_list_is_checked(ledger) -> None:
         await guarded(OperationsApi, operations, "orders").outbox(Actor.system("orders"))
     with pytest.raises(Forbidden):
         await guarded(OperationsApi, operations, "gateway").dead_letters(BUYER)
+
+
+# --- consumers and sagas --------------------------------------------------------------------
+
+
+async def test_the_consumer_reports_its_topics_open_letters_and_broker_backlog(ledger) -> None:
+    db, consumer, _ = ledger
+
+    async def pending() -> dict[tuple[str, str], int]:
+        return {("ledger", "ledger-test-deposited"): 4, ("other", "other-durable"): 9}
+
+    operations = ServiceOperations("ledger", db, consumer, jetstream_pending=pending)
+    message = Message(
+        id=new_id(),
+        topic="test.deposited",
+        key="a",
+        payload=msgspec.Raw(b'{"account":"a","amount":3}'),
+        created_at="2026-01-01T00:00:00+00:00",
+        source="test",
+    )
+    await record_dead_letter(db, "ledger", message, "RuntimeError: closed", 5)
+    state = await operations.consumers(ADMIN)
+    assert (state.consumer, state.topics, state.dead_letters_open) == (
+        "ledger",
+        ["test.deposited"],
+        1,
+    )
+    assert state.jetstream_pending == {"ledger-test-deposited": 4}  # its own durables alone
+    # In-process delivery keeps no backlog to report; a service without a consumer has none.
+    assert (
+        await ServiceOperations("ledger", db, consumer).consumers(ADMIN)
+    ).jetstream_pending is None
+    quiet = await ServiceOperations("quiet", db, None, jetstream_pending=pending).consumers(ADMIN)
+    assert (quiet.consumer, quiet.topics, quiet.jetstream_pending) == (None, [], None)
+
+
+async def saga_row(db: Any, saga_id: str, status: str, created_at: str, **columns: Any) -> None:
+    values = {
+        "id": saga_id,
+        "kind": "checkout",
+        "status": status,
+        "step": 2,
+        "state": b"{}",
+        "deadline_at": "2026-01-01T00:10:00+00:00",
+        "next_attempt_at": created_at,
+        "created_at": created_at,
+        "updated_at": created_at,
+        **columns,
+    }
+    names = ", ".join(values)
+    marks = ", ".join("?" for _ in values)
+    await db.execute(
+        f"INSERT INTO saga_instances ({names}) VALUES ({marks})", tuple(values.values())
+    )
+
+
+@pytest.fixture
+async def with_sagas(ledger) -> Any:
+    db, consumer, _ = ledger
+    await migrate(db, "saga", SAGA_MIGRATIONS)
+    await saga_row(db, "order-1", "completed", "2026-01-01T00:00:01+00:00")
+    await saga_row(
+        db,
+        "order-2",
+        "cancelled",
+        "2026-01-01T00:00:02+00:00",
+        reason="The card was declined.",
+        failed_step="authorize_payment",
+        attempts=3,
+    )
+    await saga_row(db, "order-3", "running", "2026-01-01T00:00:03+00:00", lease_owner="orders-1")
+    await saga_row(db, "order-2:cancellation:7", "compensating", "2026-01-01T00:00:04+00:00")
+    return ServiceOperations("orders", db, consumer)
+
+
+async def test_sagas_are_listed_newest_first_by_status_with_counts(with_sagas) -> None:
+    operations = with_sagas
+    every = await operations.sagas(ADMIN)
+    assert [s.id for s in every.sagas] == [
+        "order-2:cancellation:7",
+        "order-3",
+        "order-2",
+        "order-1",
+    ]
+    assert every.counts == {"running": 1, "compensating": 1, "completed": 1, "cancelled": 1}
+    assert every.service == "orders" and every.as_of
+    cancelled = await operations.sagas(Actor.system("cli"), status="cancelled")
+    (row,) = cancelled.sagas
+    assert (row.id, row.reason, row.failed_step, row.attempts) == (
+        "order-2",
+        "The card was declined.",
+        "authorize_payment",
+        3,
+    )
+    assert cancelled.counts == every.counts  # the counts are of all, not of those listed
+    assert [s.id for s in (await operations.sagas(ADMIN, limit=1)).sagas] == [
+        "order-2:cancellation:7"
+    ]
+    one = await operations.saga(ADMIN, "order-3")
+    assert (one.status, one.lease_owner, one.kind, one.step) == (
+        "running",
+        "orders-1",
+        "checkout",
+        2,
+    )
+    with pytest.raises(NotFound):
+        await operations.saga(ADMIN, "no-such-saga")
+
+
+async def test_a_service_without_sagas_answers_none(ledger) -> None:
+    _, _, operations = ledger
+    listed = await operations.sagas(ADMIN, status="running")
+    assert (listed.sagas, listed.counts) == ([], {})
+    with pytest.raises(NotFound):
+        await operations.saga(ADMIN, "order-1")
+
+
+async def test_sagas_are_for_operators_alone(with_sagas) -> None:
+    operations = with_sagas
+    with pytest.raises(Forbidden):
+        await guarded(OperationsApi, operations, "gateway").sagas(BUYER)
+    with pytest.raises(Forbidden):
+        await guarded(OperationsApi, operations, "orders").saga(Actor.system("orders"), "order-1")
+    with pytest.raises(Forbidden):
+        await operations.consumers(BUYER)
+    answer = await ask(operations, "sagas", {}, token("gateway", BUYER))
+    assert answer.status_code == 403, answer.text
+
+
+@pytest.mark.parametrize(
+    ("method", "body"),
+    [
+        ("sagas", {"status": "stuck"}),
+        ("sagas", {"limit": 0}),
+        ("sagas", {"limit": 10_000}),
+        ("sagas", {"limit": "all"}),
+        ("saga", {}),
+        ("saga", {"saga_id": ""}),
+        ("saga", {"saga_id": "x" * 300}),
+        ("consumers", {"service": "orders"}),
+    ],
+)
+async def test_bad_saga_and_consumer_questions_are_a_4xx_problem(
+    with_sagas, method: str, body: dict[str, Any]
+) -> None:
+    answer = await ask(with_sagas, method, body, token("gateway", ADMIN))
+    assert 400 <= answer.status_code < 500, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+
+
+async def test_over_http_an_admin_reads_sagas_through_the_gateway(with_sagas) -> None:
+    answer = await ask(with_sagas, "sagas", {"status": "running"}, token("gateway", ADMIN))
+    assert answer.status_code == 200, answer.text
+    assert [s["id"] for s in answer.json()["sagas"]] == ["order-3"]
+    one = await ask(with_sagas, "saga", {"saga_id": "order-2"}, token("cli", Actor.system("cli")))
+    assert one.status_code == 200 and one.json()["failed_step"] == "authorize_payment"
+    missing = await ask(with_sagas, "saga", {"saga_id": "nope"}, token("gateway", ADMIN))
+    assert missing.status_code == 404

@@ -39,6 +39,7 @@ from colony.services.gateway.api_orders import add_order_routes
 from colony.services.gateway.api_v1 import build_api
 from colony.services.gateway.auth import Authenticator
 from colony.services.gateway.backends import Backends
+from colony.services.gateway.console import console_routes
 from colony.services.gateway.edge import EDGE_ERRORS, protect
 from colony.services.gateway.storefront import storefront_routes
 
@@ -156,6 +157,7 @@ def create_app(
             name="static",
         ),
         *storefront_routes(backends, auth, settings),
+        *console_routes(backends, auth, settings, event_catalogue),
     ]
     app = Starlette(routes=routes)
     install_problem_handlers(app)
