@@ -17,6 +17,7 @@ from colony.platform.errors import ColonyError
 from colony.platform.messaging.asyncapi import asyncapi_document
 from colony.platform.observability import tracing
 from colony.platform.observability.span_shipping import spans_route
+from colony.platform.observability.trace_api import trace_routes
 from colony.platform.runtime import Runtime, Topology
 from colony.platform.trust import TokenVerifier
 from colony.platform.web.server import HttpServer
@@ -99,6 +100,7 @@ async def running_marketplace(
                 TokenVerifier(GATEWAY, runtime.keys),
                 lambda request: may_scrape(request, None),
             ),
+            *trace_routes(tracing.STORE),
         ]
         app = create_app(
             backends, settings, auth, event_catalogue=catalogue, process_routes=process_routes

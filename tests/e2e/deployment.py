@@ -71,6 +71,8 @@ class Deployment:
             "COLONY_SAGA_LEASE_SECONDS": "2",
             "COLONY_RESTART_BACKOFF_SECONDS": "8",
             "COLONY_COURIER_STEP_SECONDS": "3600",
+            # Every trace recorded: the suite looks at whole ones.
+            "COLONY_TRACE_SAMPLE_RATIO": "1",
             "COLONY_SMTP_PORT": str(free_port()),
             "COLONY_MAIL_SINK_HTTP_PORT": str(free_port()),
             "COLUMNS": "200",

@@ -34,6 +34,8 @@ NOT_API = {
     "/admin/dependencies": "operators' view of breakers, to this machine alone",
     "/metrics": "Prometheus's scrape, to this machine or a scraper holding the metrics token",
     "/internal/spans": "spans from the marketplace's processes (a service token) for the console",
+    "/admin/traces": "the trace store as JSON, to this machine alone",
+    "/admin/traces/{trace_id}": "one trace's spans as JSON, to this machine alone",
 }
 """Routes the gateway serves that are not API operations, and what each is."""
 STATIC_MOUNTS = {

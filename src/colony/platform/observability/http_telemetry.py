@@ -22,9 +22,9 @@ from colony.platform.observability import tracing
 from colony.platform.observability.metrics import http_server_duration
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-UNTRACED = ("/health/", "/metrics", "/static/", "/internal/")
-"""Probes, scrapes, files and spans arriving: measured, never traced (a trace per probe would
-crowd the store with nothing)."""
+UNTRACED = ("/health/", "/metrics", "/static/", "/internal/", "/admin/")
+"""Probes, scrapes, files, spans arriving and operators' reads: measured, never traced (a trace
+per probe would crowd the store with nothing)."""
 
 
 class RequestTelemetry:
