@@ -11,28 +11,40 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import msgspec
 import pytest
 from starlette.types import ASGIApp
 
+from checkout_helpers import add_to_cart, place, wait_for
 from colony.marketplace import Marketplace
+from colony.payment_provider import CARD_DECLINED
+from colony.platform import faults as fault_table
 from colony.platform.ids import new_id
+from colony.platform.messaging import Message
 from colony.platform.messaging.asyncapi import asyncapi_document
+from colony.platform.messaging.consumer import record_dead_letter
 from colony.platform.observability.trace_store import SpanEvent, StoredSpan, TraceStore
+from colony.platform.security import Actor
 from colony.services.gateway.app import create_app
 from colony.services.gateway.auth import Authenticator
 from colony.services.gateway.console import service_map
 from colony.services.gateway.console.catalogue import build_catalogue
 from colony.services.identity.api import IdentityApi, Registration
-from conftest import sign_up, unique_email
+from conftest import list_product, sign_up, unique_email
 
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 PASSWORD = "correct horse battery"
 PAGES = [
     "/console",
     "/console/traces",
+    "/console/sagas",
+    "/console/dead-letters",
+    "/console/outboxes",
+    "/console/faults",
 ]
 
 
@@ -388,3 +400,336 @@ async def test_with_the_marketplaces_own_wiring_the_pages_answer(client, marketp
         await log_in(web, await admin_account(marketplace), PASSWORD)
         for path in PAGES:
             assert (await web.get(path)).status_code == 200, path
+
+
+# --- sagas ---------------------------------------------------------------------------------------
+
+
+async def an_order(console: Console, card: str | None = None) -> dict[str, Any]:
+    """An order through the API, waited for to its end."""
+    async with browser(console.app) as api:
+        seller, buyer = await sign_up(api, "seller"), await sign_up(api, "buyer")
+        listing = await list_product(api, seller, stock=3)
+        await add_to_cart(api, buyer, listing)
+        order_id = await place(api, buyer, **({"card": card} if card else {}))
+        return await wait_for(api, buyer, order_id)
+
+
+async def test_sagas_are_listed_by_state_and_one_shows_its_timeline_and_traces(
+    console: Console,
+) -> None:
+    done = await an_order(console)
+    refused = await an_order(console, CARD_DECLINED)
+    assert (done["status"], refused["status"]) == ("completed", "cancelled")
+    trace_id = uuid.uuid4().hex
+    console.traces.add(
+        [
+            span(trace_id, "a" * 16, "POST /api/v1/orders", "gateway", 0, 50, kind="server"),
+            span(
+                trace_id,
+                "b" * 16,
+                "saga checkout reserve_stock",
+                "orders",
+                5,
+                8,
+                "a" * 16,
+                **{"colony.saga_id": done["id"], "colony.order_id": done["id"]},
+            ),
+            span(
+                trace_id,
+                "c" * 16,
+                "saga checkout capture_payment",
+                "orders",
+                15,
+                9,
+                "a" * 16,
+                status="error",
+                **{"colony.saga_id": done["id"], "colony.order_id": done["id"]},
+            ),
+            span(
+                trace_id,
+                "d" * 16,
+                "saga checkout capture_payment",
+                "orders",
+                30,
+                7,
+                "a" * 16,
+                **{"colony.saga_id": done["id"], "colony.order_id": done["id"]},
+            ),
+        ]
+    )
+    async with admin_browser(console) as web:
+        every = (await web.get("/console/sagas")).text
+        assert done["id"] in every and refused["id"] in every
+        completed = (await web.get("/console/sagas", params={"status": "completed"})).text
+        assert done["id"] in completed and refused["id"] not in completed
+        cancelled = (await web.get("/console/sagas", params={"status": "cancelled"})).text
+        assert refused["id"] in cancelled and done["id"] not in cancelled
+        assert "authorize_payment" in cancelled  # where it turned round
+        page = await web.get(f"/console/sagas/orders/{done['id']}")
+        assert page.status_code == 200, page.text
+        text = page.text
+        assert "pill-completed" in text
+        assert "StockReserved" in text and "PaymentCaptured" in text  # the order's timeline
+        assert text.count("<code>capture_payment</code>") == 2  # an attempt retried
+        assert f'href="/console/traces/{trace_id}"' in text
+        turned = (await web.get(f"/console/sagas/orders/{refused['id']}")).text
+        assert "pill-cancelled" in turned and "StepCompensated" in turned
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/console/sagas?status=stuck", 422),
+        ("/console/sagas/nosuch/abc", 404),
+        ("/console/sagas/orders/no-such-saga", 404),
+        ("/console/sagas/payments/no-such-saga", 404),  # payments runs no sagas
+        ("/console/sagas/orders/" + "x" * 300, 404),
+        ("/console/sagas/orders/%00", 404),
+    ],
+)
+async def test_bad_saga_questions_are_4xx_pages(console: Console, path: str, status: int):
+    async with admin_browser(console) as web:
+        page = await web.get(path)
+    assert page.status_code == status, page.text
+    assert "text/html" in page.headers["content-type"]
+
+
+# --- dead letters ----------------------------------------------------------------------------
+
+
+async def dead_letter(market: Marketplace, source: str = "orders") -> str:
+    """A dead letter in recommendations, as its consumer leaves one after its retries: an
+    order completed that it failed to learn from. From a ``source`` other than the topic's
+    owner, it can never be applied (the consumer refuses foreign events)."""
+    order_id = new_id()
+    payload = {
+        "order_id": order_id,
+        "buyer_id": "buyer-" + order_id,
+        "lines": [],
+        "total_minor": 0,
+        "currency": "EUR",
+    }
+    message = Message(
+        id=new_id(),
+        topic="orders.order.completed",
+        key=order_id,
+        payload=msgspec.Raw(msgspec.json.encode(payload)),
+        headers={"correlation_id": "corr-" + order_id},
+        created_at="2026-01-01T00:00:00+00:00",
+        source=source,
+    )
+    db = market.runtime.databases["recommendations"]
+    await record_dead_letter(db, "recommendations", message, "RuntimeError: model busy", 5)
+    letters = await market.runtime.operations("recommendations").dead_letters(ADMIN_ACTOR, False)
+    return next(letter.id for letter in letters if letter.message.id == message.id)
+
+
+ADMIN_ACTOR = Actor(id="admin-test", role="admin")
+
+
+async def test_a_dead_letter_is_listed_shown_and_replayed_from_the_console(
+    console: Console,
+) -> None:
+    letter_id = await dead_letter(console.market)
+    async with admin_browser(console) as web:
+        listing = (await web.get("/console/dead-letters")).text
+        assert letter_id in listing and "RuntimeError: model busy" in listing
+        url = f"/console/dead-letters/recommendations/{letter_id}"
+        shown = await web.get(url)
+        assert shown.status_code == 200
+        assert "orders.order.completed" in shown.text and "&#34;currency&#34;" in shown.text
+        token = CSRF_INPUT.search(shown.text)
+        assert token is not None
+        replayed = await web.post(url + "/replay", data={"csrf_token": token.group(1)})
+        assert replayed.status_code == 303
+        assert replayed.headers["location"] == url + "?notice=replayed"
+        after = await web.get(replayed.headers["location"])
+        assert "Replayed: the consumer applied the message" in after.text
+        assert letter_id not in (await web.get("/console/dead-letters")).text
+        assert letter_id in (await web.get("/console/dead-letters?replayed=yes")).text
+
+
+async def test_a_replay_that_fails_again_says_so_and_the_letter_stays(console: Console) -> None:
+    letter_id = await dead_letter(console.market, source="payments")  # a foreign event
+    url = f"/console/dead-letters/recommendations/{letter_id}"
+    async with admin_browser(console) as web:
+        token = await csrf(web, url)
+        replayed = await web.post(url + "/replay", data={"csrf_token": token})
+        assert replayed.headers["location"] == url + "?notice=failed"
+        page = (await web.get(replayed.headers["location"])).text
+        assert "failed again" in page and "ForeignEvent" in page
+        assert letter_id in (await web.get("/console/dead-letters")).text
+
+
+async def test_a_replay_needs_the_forms_token_and_an_admin(console: Console) -> None:
+    letter_id = await dead_letter(console.market)
+    url = f"/console/dead-letters/recommendations/{letter_id}/replay"
+    async with admin_browser(console) as web:
+        await csrf(web, "/console/dead-letters")
+        for data in ({}, {"csrf_token": "x" * 43}, {"csrf_token": ""}):
+            refused = await web.post(url, data=data)
+            assert refused.status_code == 403, refused.text
+    async with browser(console.app) as anonymous:
+        assert (await anonymous.post(url, data={})).status_code == 303  # to log in
+    async with browser(console.app) as setup:
+        buyer = await sign_up(setup, "buyer")
+    async with browser(console.app) as web:
+        await log_in(web, buyer.account["email"], buyer.password)
+        token = await csrf(web, "/login")
+        assert (await web.post(url, data={"csrf_token": token})).status_code == 403
+    letters = await console.market.runtime.operations("recommendations").dead_letters(
+        ADMIN_ACTOR, False
+    )
+    assert letter_id in {letter.id for letter in letters}  # nothing was replayed
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/console/dead-letters/nosuch/abc",
+        "/console/dead-letters/recommendations/no-such-letter",
+        "/console/dead-letters/recommendations/" + "x" * 200,
+        "/console/dead-letters/recommendations/bad%20id",
+    ],
+)
+async def test_unknown_dead_letters_are_404_pages(console: Console, path: str) -> None:
+    async with admin_browser(console) as web:
+        assert (await web.get(path)).status_code == 404
+        token = await csrf(web, "/console/dead-letters")
+        assert (await web.post(path + "/replay", data={"csrf_token": token})).status_code == 404
+
+
+# --- outboxes and consumers ------------------------------------------------------------------
+
+
+async def test_outboxes_and_consumers_of_every_service(console: Console) -> None:
+    await dead_letter(console.market)
+    async with admin_browser(console) as web:
+        page = (await web.get("/console/outboxes")).text
+    for service in ("identity", "catalog", "orders", "payments", "recommendations"):
+        assert f'id="outbox-{service}"' in page
+    assert "orders.order.completed" in page  # what recommendations consumes
+    assert "in-process" in page  # no JetStream here to report a backlog
+
+
+async def test_without_the_operations_endpoints_the_pages_say_so(console: Console) -> None:
+    market = console.market
+    backends = dataclasses.replace(market.backends, operations=None)
+    app = create_app(backends, market.runtime.settings, Authenticator(backends.identity))
+    async with browser(app) as web:
+        await log_in(web, await admin_account(market), PASSWORD)
+        for path in ("/console/sagas", "/console/dead-letters", "/console/outboxes"):
+            page = await web.get(path)
+            assert page.status_code == 200, page.text
+            assert "not connected to the services" in page.text
+        assert (await web.get("/console")).status_code == 200  # no catalogue: still a map
+
+
+# --- faults ----------------------------------------------------------------------------------
+
+
+def faults_console(console: Console, tmp_path: Path, enabled: bool) -> ASGIApp:
+    market = console.market
+    settings = msgspec.structs.replace(
+        market.runtime.settings, data_dir=tmp_path / "data", fault_injection=enabled
+    )
+    backends = dataclasses.replace(market.backends, operations=market.runtime.operations)
+    return create_app(backends, settings, Authenticator(backends.identity))
+
+
+def chaos_report(tmp_path: Path) -> None:
+    folder = tmp_path / "chaos" / "run-20260101-120000"
+    folder.mkdir(parents=True)
+    body = {
+        "fault": "kill:payments",
+        "checks": [
+            {"name": "orders end", "ok": True, "detail": ""},
+            {"name": "money", "ok": False, "detail": "x"},
+        ],
+    }
+    (folder / "report.json").write_bytes(msgspec.json.encode(body))
+    (folder / "report.html").write_text("<html><style>p{}</style><p>the run</p></html>")
+    (tmp_path / "secret.json").write_text('{"password": "hunter2"}')
+
+
+async def test_chaos_reports_are_listed_and_served_read_only(
+    console: Console, tmp_path: Path
+) -> None:
+    chaos_report(tmp_path)
+    app = faults_console(console, tmp_path, enabled=False)
+    async with browser(app) as web:
+        await log_in(web, await admin_account(console.market), PASSWORD)
+        page = (await web.get("/console/faults")).text
+        assert "kill:payments" in page and "money" in page and "Fault injection is off" in page
+        assert 'name="spec"' not in page  # no form to inject with
+        html = await web.get("/console/faults/reports/run-20260101-120000/report.html")
+        assert html.status_code == 200 and "the run" in html.text
+        policy = html.headers["content-security-policy"]
+        assert "sandbox" in policy and "script-src" not in policy and "default-src 'none'" in policy
+        data = await web.get("/console/faults/reports/run-20260101-120000/report.json")
+        assert data.json()["fault"] == "kill:payments"
+        for bad in (
+            "/console/faults/reports/..%2F/secret.json",
+            "/console/faults/reports/run-20260101-120000/..%2F..%2Fsecret.json",
+            "/console/faults/reports/run-20260101-120000/report.txt",
+            "/console/faults/reports/run-20260101-120000/missing.json",
+            "/console/faults/reports/.hidden/report.json",
+            "/console/faults/reports/%2E%2E/secret.json",
+        ):
+            answer = await web.get(bad)
+            assert answer.status_code == 404, (bad, answer.status_code)
+            assert "hunter2" not in answer.text
+        token = await csrf(web, "/console/faults")
+        refused = await web.post(
+            "/console/faults/inject", data={"csrf_token": token, "kind": "reset"}
+        )
+        assert refused.status_code == 409 and "Fault injection is off" in refused.text
+
+
+async def test_a_fault_is_installed_and_removed_in_this_process(
+    console: Console, tmp_path: Path
+) -> None:
+    app = faults_console(console, tmp_path, enabled=True)
+    try:
+        async with browser(app) as web:
+            await log_in(web, await admin_account(console.market), PASSWORD)
+            token = await csrf(web, "/console/faults")
+            fault = {"where": "here", "kind": "unavailable", "target": "payment-provider"}
+            injected = await web.post(
+                "/console/faults/inject", data={"csrf_token": token, **fault, "share": "0.5"}
+            )
+            assert injected.status_code == 303, injected.text
+            (installed,) = fault_table.active()
+            assert isinstance(installed, fault_table.Unavailable)
+            assert (installed.dependency, installed.probability) == ("payment-provider", 0.5)
+            page = (await web.get("/console/faults?notice=injected")).text
+            assert installed.id in page and "Injected." in page
+            assert "unavailable (dependency=payment-provider, probability=0.5)" in page
+            for bad, field in (
+                ({"kind": "explode"}, "kind"),
+                ({"kind": "latency", "target": "payments"}, "delay_ms"),
+                ({"kind": "latency", "target": "payments", "delay_ms": "soon"}, "delay_ms"),
+                ({"kind": "reset", "target": ""}, "target"),
+                ({"kind": "reset", "target": "Not A Name"}, "kind"),
+                ({"kind": "reset", "target": "payments", "share": "2"}, "kind"),
+                ({"kind": "clock-skew", "skew_seconds": "nan"}, "skew_seconds"),
+            ):
+                answer = await web.post(
+                    "/console/faults/inject", data={"csrf_token": token, "where": "here", **bad}
+                )
+                assert answer.status_code == 422, (bad, answer.text)
+                assert f'href="#f-{field}"' in answer.text, (bad, field)
+            assert len(fault_table.active()) == 1
+            assert (await web.post("/console/faults/inject", data=fault)).status_code == 403
+            healed = await web.post(
+                "/console/faults/heal", data={"csrf_token": token, "fault_id": installed.id}
+            )
+            assert healed.headers["location"] == "/console/faults?notice=removed"
+            assert fault_table.active() == []
+            again = await web.post(
+                "/console/faults/heal", data={"csrf_token": token, "fault_id": installed.id}
+            )
+            assert again.headers["location"] == "/console/faults?notice=not-installed"
+    finally:
+        fault_table.heal_all()

@@ -19,7 +19,14 @@ from starlette.staticfiles import StaticFiles
 from colony.platform.config import Settings
 from colony.services.gateway.auth import Authenticator
 from colony.services.gateway.backends import Backends
-from colony.services.gateway.console import service_map, traces
+from colony.services.gateway.console import (
+    dead_letters,
+    faults,
+    outboxes,
+    sagas,
+    service_map,
+    traces,
+)
 from colony.services.gateway.console.site import HERE, Console
 
 STATIC_PATH = "/console/static"
@@ -35,5 +42,9 @@ def console_routes(
     return [
         *service_map.routes(console),
         *traces.routes(console),
+        *sagas.routes(console),
+        *dead_letters.routes(console),
+        *outboxes.routes(console),
+        *faults.routes(console),
         Mount(STATIC_PATH, StaticFiles(directory=HERE / "static"), name="console-static"),
     ]

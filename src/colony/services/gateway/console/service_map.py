@@ -35,9 +35,11 @@ from colony.services.gateway.console.observed import Observed, Red, observe
 from colony.services.gateway.console.site import Console
 
 LIVE_SECONDS = 5
-BOX_W, BOX_H = 176, 66
+BOX_W, BOX_H = 186, 66
 X_STEP, ROW_STEP, MARGIN = 246, 92, 28
-TOPIC_W, TOPIC_H, TOPIC_STEP, TOPIC_GAP = 236, 24, 34, 86
+TOPIC_H, TOPIC_STEP, TOPIC_GAP = 24, 34, 86
+TOPIC_CHAR_W = 7.0
+"""The width of a character of a topic's name (11.5 px monospace), to size its pill."""
 BREAKER_TEXT = {
     "closed": "breaker closed",
     "half_open": "breaker half-open (probing)",
@@ -98,6 +100,7 @@ class Layout:
     boxes: dict[str, Box]
     topics: list[TopicBox]
     edges: list[Edge]
+    topic_width: float
 
 
 def layout(catalogue: Catalogue) -> Layout:
@@ -146,9 +149,15 @@ def layout(catalogue: Catalogue) -> Layout:
     placed: list[TopicBox] = []
     if topics:
 
-        def near(channel: Any) -> tuple[float, str]:
-            joined = [boxes[n].cy for n in (*channel.publishers, *channel.consumers) if n in boxes]
-            return (sum(joined) / len(joined) if joined else middle, channel.topic)
+        def near(channel: Any) -> tuple[float, float, str]:
+            """Beside its publisher (a service's topics together), then its consumers."""
+            sent = [boxes[n].cy for n in channel.publishers if n in boxes]
+            taken = [boxes[n].cy for n in channel.consumers if n in boxes]
+            return (
+                sum(sent) / len(sent) if sent else middle,
+                sum(taken) / len(taken) if taken else middle,
+                channel.topic,
+            )
 
         topics.sort(key=near)
         top = middle - topics_height / 2
@@ -161,8 +170,9 @@ def layout(catalogue: Catalogue) -> Layout:
             for consumer in channel.consumers:
                 if consumer in boxes:
                     edges.append(_event_edge("consume", boxes[consumer], box))
-    width = (topic_x + TOPIC_W if topics else MARGIN + max(columns) * X_STEP + BOX_W) + MARGIN
-    return Layout(width, height, boxes, placed, edges)
+    topic_width = max((len(c.topic) for c in topics), default=0) * TOPIC_CHAR_W + 24
+    width = (topic_x + topic_width if topics else MARGIN + max(columns) * X_STEP + BOX_W) + MARGIN
+    return Layout(width, height, boxes, placed, edges, topic_width)
 
 
 def _depths(names: list[str], links: Sequence[tuple[str, str]]) -> dict[str, int]:
@@ -377,7 +387,6 @@ def routes(console: Console) -> list[Route]:
                 "breaker_text": BREAKER_TEXT,
                 "box_w": BOX_W,
                 "box_h": BOX_H,
-                "topic_w": TOPIC_W,
                 "topic_h": TOPIC_H,
                 "externals": EXTERNALS,
                 "has_catalogue": bool(catalogue.channels),
