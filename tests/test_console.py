@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import re
 import time
 import uuid
@@ -17,9 +18,12 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
+from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from checkout_helpers import add_to_cart, place, wait_for
+from colony.distributed.processes import PROCESSES_FILE, Processes, ProcessRecord
+from colony.faults.ledger import Ledger
 from colony.marketplace import Marketplace
 from colony.payment_provider import CARD_DECLINED
 from colony.platform import faults as fault_table
@@ -29,6 +33,7 @@ from colony.platform.messaging.asyncapi import asyncapi_document
 from colony.platform.messaging.consumer import record_dead_letter
 from colony.platform.observability.trace_store import SpanEvent, StoredSpan, TraceStore
 from colony.platform.security import Actor
+from colony.platform.web.server import HttpServer, free_port
 from colony.services.gateway.app import create_app
 from colony.services.gateway.auth import Authenticator
 from colony.services.gateway.console import service_map
@@ -287,7 +292,7 @@ async def test_the_map_draws_every_service_call_and_topic(console: Console) -> N
     assert 'id="channel-orders.order.completed"' in page  # the catalogue beside the map
     assert "edge edge-publish" in page and "edge edge-consume" in page
     # What the traces show: orders' calls to payments were seen, one of two failed.
-    assert "orders calls payments" in page and "(2 seen in the last 5 min)" in page
+    assert "orders calls payments" in page and "(2 seen in the last 5.0 min)" in page
     assert 'href="/console/traces?service=orders"' in page
     assert 'href="#channel-orders.order.completed"' in page
 
@@ -733,3 +738,86 @@ async def test_a_fault_is_installed_and_removed_in_this_process(
             assert again.headers["location"] == "/console/faults?notice=not-installed"
     finally:
         fault_table.heal_all()
+
+
+async def test_a_fault_is_injected_into_the_running_topology_by_its_spec_and_healed(
+    console: Console, tmp_path: Path
+) -> None:
+    """As ``colony faults`` does: a running topology's processes from ``processes.json``,
+    each taking faults at ``/admin/faults`` (here one server of this test stands for them)."""
+    port = free_port()
+    server = HttpServer(Starlette(routes=fault_table.admin_routes()), "127.0.0.1", port)
+    await server.start()
+    url = f"http://127.0.0.1:{port}"
+    records = {
+        name: ProcessRecord(service=service, pid=None, url=url, restarts=0)
+        for name, service in (
+            ("gateway-1", "gateway"),
+            ("orders-1", "orders"),
+            ("payments-1", "payments"),
+        )
+    }
+    table = Processes(
+        supervisor_pid=os.getpid(), updated_at="2026-01-01T00:00:00+00:00", processes=records
+    )
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / PROCESSES_FILE).write_bytes(msgspec.json.encode(table))
+    app = faults_console(console, tmp_path, enabled=True)
+    spec = "latency:orders->payments:200ms"
+    try:
+        async with browser(app) as web:
+            await log_in(web, await admin_account(console.market), PASSWORD)
+            page = await web.get("/console/faults")
+            assert "orders-1" in page.text and "payments-1" in page.text
+            token = await csrf(web, "/console/faults")
+            injected = await web.post(
+                "/console/faults/inject",
+                data={"csrf_token": token, "where": "topology", "spec": spec},
+            )
+            assert injected.status_code == 303, injected.text
+            (installed,) = fault_table.active()
+            assert isinstance(installed, fault_table.Latency) and installed.delay_ms == 200
+            assert [e.spec for e in Ledger(tmp_path / "data").entries()] == [spec]
+            listed = (await web.get("/console/faults")).text
+            assert f'name="spec" value="{spec.replace(">", "&gt;")}"' in listed  # its heal form
+            for bad, words in (
+                ("explode:now", "no fault family"),
+                ("database:payments", "colony faults inject database:payments"),
+                ("kill:gateway", "this console&#39;s own process"),
+                ("latency:orders->nowhere:5ms", "no service named"),
+                ("", "Give a fault"),
+                ("x" * 300, "Give a fault"),
+            ):
+                answer = await web.post(
+                    "/console/faults/inject",
+                    data={"csrf_token": token, "where": "topology", "spec": bad},
+                )
+                assert answer.status_code == 422, (bad, answer.text)
+                assert words in answer.text, (bad, words)
+            down = await web.post(
+                "/console/faults/inject",
+                data={"csrf_token": token, "where": "topology", "spec": "kill:orders"},
+            )
+            assert down.status_code == 409 and "not running now" in down.text
+            healed = await web.post(
+                "/console/faults/heal",
+                data={"csrf_token": token, "where": "topology", "spec": spec},
+            )
+            assert healed.headers["location"] == "/console/faults?notice=healed"
+            assert fault_table.active() == []
+            assert Ledger(tmp_path / "data").entries() == []
+    finally:
+        fault_table.heal_all()
+        await server.stop()
+
+
+async def test_list_pages_keep_themselves_current_and_can_be_told_not_to(console: Console):
+    async with admin_browser(console) as web:
+        live = (await web.get("/console/sagas")).text
+        assert 'data-live="5"' in live and 'src="/console/static/console.js"' in live
+        assert '<noscript><meta http-equiv="refresh" content="10"></noscript>' in live
+        still = (await web.get("/console/sagas", params={"live": "off"})).text
+        assert "console.js" not in still and "http-equiv" not in still
+        assert "Live updates are off." in still
+        search = (await web.get("/console/traces")).text  # a form: no reload under it
+        assert "console.js" in search and "http-equiv" not in search

@@ -32,7 +32,7 @@ from colony.platform.runtime.topology import Topology
 from colony.platform.security import Actor
 from colony.services.gateway.console.catalogue import EXTERNALS, GATEWAY, Catalogue
 from colony.services.gateway.console.observed import Observed, Red, observe
-from colony.services.gateway.console.site import Console
+from colony.services.gateway.console.site import Console, format_seconds
 
 LIVE_SECONDS = 5
 BOX_W, BOX_H = 186, 66
@@ -431,7 +431,9 @@ def _observed_edges(
             fresh.seen = flow.count if flow else 0
             fresh.title = f"{edge.target} consumes {edge.source}"
         if fresh.seen:
-            fresh.title += f" ({fresh.seen} seen in the last {observed.window_seconds / 60:g} min)"
+            fresh.title += (
+                f" ({fresh.seen} seen in the last {format_seconds(observed.window_seconds)})"
+            )
         edges.append(fresh)
     return edges
 

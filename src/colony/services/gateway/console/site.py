@@ -170,9 +170,11 @@ class Console:
         values: dict[str, Any] | None = None,
         status: int = 200,
         live: int | None = None,
+        reload: bool = True,
     ) -> Response:
         """A console page. ``live``: refresh its live region every so many seconds (unless
-        ``?live=off``); the same page reloads itself that often where scripts do not run."""
+        ``?live=off``); where scripts do not run, the page reloads itself half as often if
+        ``reload`` (not a page with a form one may be filling in)."""
         values = dict(values or {})
         actor: Actor | None = getattr(request.state, "actor", None)
         live_off = request.query_params.get("live") == "off"
@@ -181,6 +183,7 @@ class Console:
             csrf_token=functools.partial(csrf_token, request),
             current_path=request.url.path,
             live=None if live_off else live,
+            reload=reload,
             live_off=live_off,
             live_off_url=_with_query(request, live="off"),
             live_on_url=_with_query(request, live=None),

@@ -271,6 +271,7 @@ def routes(console: Console) -> list[Route]:
             },
             status=status,
             live=None if errors else 5,
+            reload=False,
         )
 
     @console.page
