@@ -27,6 +27,8 @@ class Row:
     service: str
     outbox: OutboxState
     consumer: ConsumerState
+    in_process: bool
+    """Events are delivered in-process (no NATS configured): no broker queue to measure."""
 
     @property
     def broker_pending(self) -> int | None:
@@ -43,7 +45,9 @@ def routes(console: Console) -> list[Route]:
             )
 
         answers = await console.ask_each(ask)
-        rows = [Row(name, *found) for name, found in sorted(answers.found.items())]
+        # Without a NATS server configured, events go through the in-process broker.
+        in_process = not console.settings.nats_url
+        rows = [Row(name, *found, in_process) for name, found in sorted(answers.found.items())]
         return await console.render(
             request,
             "console/outboxes.html",
