@@ -32,6 +32,7 @@ CHECKOUT_BAR_OPS = 300
 CHECKOUT_BAR_P99_MS = 100
 DISTRIBUTED_CHECKOUT_BAR_OPS = 100
 BASELINE_BAR = 1.10  # a change may cost checkout at most 10 % more CPU than the code before it
+BROWSE_BASELINE_BAR = 0.90  # ... and browse at most 10 % of its throughput
 
 
 def wrk(url: str, seconds: int, connections: int, script: Path | None = None) -> dict:
@@ -147,9 +148,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--only",
-        choices=("all", "browse", "checkout", "distributed"),
+        choices=("all", "browse", "checkout", "distributed", "one-process"),
         default="all",
-        help="checkout: in both topologies; distributed: one process per service alone",
+        help="checkout: in both topologies; distributed or one-process: that topology alone",
     )
     parser.add_argument(
         "--no-profile", action="store_true", help="skip py-spy on the checkout throughput run"
@@ -158,7 +159,8 @@ def main() -> None:
         "--baseline",
         type=Path,
         help="the src/ folder of another checkout (e.g. the commit before a change): checkout"
-        " runs alternate between it and this code, in both topologies, and report the ratio",
+        " runs alternate between it and this code, in both topologies (with --only browse:"
+        " browse runs, one process), and report the ratio",
     )
     parser.add_argument("--rounds", type=int, default=2, help="alternations with --baseline")
     args = parser.parse_args()
@@ -184,18 +186,22 @@ def main() -> None:
         )
 
         if args.baseline is not None:
-            results["baseline"] = compare(data_dir, args)
+            if args.only == "browse":
+                results["baseline_browse"] = compare_browse(data_dir, args)
+            else:
+                results["baseline"] = compare(data_dir, args)
             report(results)
             return
-        if args.only in ("all", "checkout", "distributed"):
+        if args.only in ("all", "checkout", "distributed", "one-process"):
             # Each topology starts from the seeded data alone: not, say, behind the courier
             # moving the first run's thousands of parcels.
             if args.only != "distributed":
                 results["checkout"] = checkout_run(fresh_copy(data_dir, "one"), args)
-            results["checkout_distributed"] = checkout_run(
-                fresh_copy(data_dir, "distributed"), args, distributed=True
-            )
-        if args.only in ("checkout", "distributed"):
+            if args.only != "one-process":
+                results["checkout_distributed"] = checkout_run(
+                    fresh_copy(data_dir, "distributed"), args, distributed=True
+                )
+        if args.only in ("checkout", "distributed", "one-process"):
             report(results)
             return
 
@@ -249,7 +255,7 @@ def compare(data_dir: Path, args: argparse.Namespace) -> dict:
     runs: dict[str, list[dict]] = {}
     # With --only distributed, the multi-process topology alone (the one a change to calls
     # between processes is judged by), in half the time.
-    topologies = (True,) if args.only == "distributed" else (False, True)
+    topologies = {"distributed": (True,), "one-process": (False,)}.get(args.only, (False, True))
     for round_ in range(args.rounds):
         for distributed in topologies:
             for code, env in (("baseline", {"PYTHONPATH": baseline}), ("current", {})):
@@ -289,6 +295,36 @@ def compare(data_dir: Path, args: argparse.Namespace) -> dict:
             },
         }
         print(f"{name}: {summary[name]}", flush=True)
+    return summary
+
+
+def compare_browse(data_dir: Path, args: argparse.Namespace) -> dict:
+    """Browse throughput (the storefront's mix, ``browse.lua``), this code against
+    ``args.baseline``, alternating round by round on the same seeded data, one process."""
+    baseline = str(args.baseline.resolve())
+    runs: dict[str, list[dict]] = {"baseline": [], "current": []}
+    for round_ in range(args.rounds):
+        for code, env in (("baseline", {"PYTHONPATH": baseline}), ("current", {})):
+            port = free_port()
+            process, _ = start_marketplace(
+                fresh_copy(data_dir, f"browse-{code}-{round_}"), port, **env
+            )
+            url = f"http://127.0.0.1:{port}/"
+            wrk(url, 2, args.connections, HERE / "browse.lua")  # warm: caches, connections
+            runs[code].append(wrk(url, args.seconds, args.connections, HERE / "browse.lua"))
+            stop(process)
+            print(
+                f"browse {code} round {round_ + 1}: {runs[code][-1]['rps']} requests/s", flush=True
+            )
+    rps = {code: statistics.median(r["rps"] for r in runs[code]) for code in runs}
+    summary = {
+        "baseline_src": baseline,
+        "rounds": args.rounds,
+        "rps": rps,
+        "rps_ratio_current_to_baseline": round(rps["current"] / rps["baseline"], 3),
+        "runs_rps": {code: [r["rps"] for r in runs[code]] for code in runs},
+    }
+    print(f"browse: {summary}", flush=True)
     return summary
 
 
@@ -426,6 +462,17 @@ def report(results: dict) -> None:
                     compared["cpu_ratio_current_to_baseline"] <= BASELINE_BAR,
                 )
             )
+    if "baseline_browse" in results:
+        compared = results["baseline_browse"]
+        rps = compared["rps"]
+        rows.append(
+            (
+                "browse requests/s vs baseline, one process",
+                f"{rps['current']} against {rps['baseline']}",
+                f"ratio {compared['rps_ratio_current_to_baseline']} (>= {BROWSE_BASELINE_BAR})",
+                compared["rps_ratio_current_to_baseline"] >= BROWSE_BASELINE_BAR,
+            )
+        )
     _print(rows, results)
 
 

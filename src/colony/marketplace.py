@@ -89,6 +89,9 @@ async def running_marketplace(
             recommendations=runtime.client(RecommendationsApi),
             health=lambda: _health(runtime),
             dependencies=runtime.resilience.snapshot,
+            traces=tracing.STORE,
+            operations=runtime.operations,
+            topology=runtime.topology,
         )
         auth = Authenticator(backends.identity)
         await auth.refresh()

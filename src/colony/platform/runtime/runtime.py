@@ -205,7 +205,10 @@ class Runtime:
             self.consumers[definition.name] = consumer
             self.broker.subscribe(consumer)
         self._operations[definition.name] = ServiceOperations(
-            definition.name, db, self.consumers.get(definition.name)
+            definition.name,
+            db,
+            self.consumers.get(definition.name),
+            jetstream_pending=self._jetstream_pending,
         )
 
     async def serve(self, name: str, host: str, port: int) -> HttpServer:
