@@ -125,6 +125,10 @@ class KeepOrRatio(Sampler):
     ) -> SamplingResult:
         if attributes and attributes.get(KEEP):
             return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, trace_state)
+        parent = trace.get_current_span(parent_context).get_span_context()
+        if parent.is_valid:  # what ParentBased decides, without its dispatch
+            decision = Decision.RECORD_AND_SAMPLE if parent.trace_flags.sampled else Decision.DROP
+            return SamplingResult(decision, attributes, parent.trace_state)
         return self._usual.should_sample(
             parent_context, trace_id, name, kind, attributes, links, trace_state
         )
@@ -238,9 +242,11 @@ class _Opened:
     ) -> None:
         owner = service or _service.get()
         attrs: dict[str, Any] = {SERVICE: owner, **attributes} if attributes else {SERVICE: owner}
-        correlation = call_context.correlation_id()
-        if correlation:
-            attrs[CORRELATION_ID] = correlation
+        if kind is SpanKind.SERVER or kind is SpanKind.CONSUMER:
+            # Where work enters a process: the trace is found by its correlation id there.
+            correlation = call_context.correlation_id()
+            if correlation:
+                attrs[CORRELATION_ID] = correlation
         if keep:
             attrs[KEEP] = True
         self._owner = owner
@@ -255,9 +261,15 @@ class _Opened:
         return self._span
 
     def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
-        if isinstance(exc, Exception) and self._span.is_recording():
-            self._span.record_exception(exc)
-            self._span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        if isinstance(exc, Exception):
+            # The type and message as OpenTelemetry's exception event has them, without
+            # formatting a traceback (the logs have it where it matters).
+            described = f"{type(exc).__name__}: {exc}"[:500]
+            self._span.add_event(
+                "exception",
+                {"exception.type": type(exc).__name__, "exception.message": str(exc)[:500]},
+            )
+            self._span.set_status(Status(StatusCode.ERROR, described))
         _inherited.reset(self._inherit_token)
         _service.reset(self._owner_token)
         otel_context.detach(self._token)
@@ -443,24 +455,24 @@ def finished_spans() -> list[StoredSpan]:
 def _stored(span: ReadableSpan) -> StoredSpan:
     context = span.context
     assert context is not None
-    attributes = {k: _plain(v) for k, v in (span.attributes or {}).items() if k != KEEP}
+    attributes: dict[str, Any] = dict(span.attributes or ())
+    attributes.pop(KEEP, None)
+    for key, value in attributes.items():
+        if type(value) not in _PLAIN:  # a sequence: rare, never on the hot path
+            attributes[key] = _plain(value)
     service = str(attributes.pop(SERVICE, "") or _process.split("/")[0])
-    status = span.status.status_code
+    parent = span.parent
     return StoredSpan(
-        trace_id=format(context.trace_id, "032x"),
-        span_id=format(context.span_id, "016x"),
-        parent_span_id=format(span.parent.span_id, "016x") if span.parent else None,
+        trace_id=f"{context.trace_id:032x}",
+        span_id=f"{context.span_id:016x}",
+        parent_span_id=f"{parent.span_id:016x}" if parent else None,
         name=span.name,
         kind=_KINDS.get(span.kind, "internal"),
         service=service,
         process=_process,
         start_unix_nano=span.start_time or 0,
         end_unix_nano=span.end_time or span.start_time or 0,
-        status="error"
-        if status is StatusCode.ERROR
-        else "ok"
-        if status is StatusCode.OK
-        else "unset",
+        status=_STATUSES.get(span.status.status_code, "unset"),
         status_message=span.status.description or "",
         attributes=attributes,
         events=[
@@ -470,17 +482,21 @@ def _stored(span: ReadableSpan) -> StoredSpan:
                 attributes={k: _plain(v) for k, v in (event.attributes or {}).items()},
             )
             for event in span.events
-        ],
+        ]
+        if span.events
+        else [],
         links=[
             SpanLink(
-                trace_id=format(link.context.trace_id, "032x"),
-                span_id=format(link.context.span_id, "016x"),
+                trace_id=f"{link.context.trace_id:032x}", span_id=f"{link.context.span_id:016x}"
             )
             for link in span.links
-        ],
+        ]
+        if span.links
+        else [],
     )
 
 
+_PLAIN = frozenset({str, int, float, bool})
 _STATUSES = {StatusCode.ERROR: "error", StatusCode.OK: "ok"}
 
 
