@@ -231,3 +231,31 @@ async def test_what_is_not_a_list_of_spans_is_a_4xx(body: bytes) -> None:
     status, store = await post_spans(body, {"content-type": "application/json"}, "127.0.0.1")
     assert 400 <= status < 500
     assert len(store) == 0
+
+
+@pytest.mark.parametrize(
+    ("traceparent", "valid"),
+    [
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", True),
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", True),
+        ("00-00000000000000000000000000000000-00f067aa0ba902b7-01", False),
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", False),
+        ("00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01", False),
+        ("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", False),
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-", False),
+        ("00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01", False),
+        ("", False),
+    ],
+)
+def test_a_span_joins_only_a_well_formed_trace_context(
+    traceparent: str, valid: bool, sampled_at
+) -> None:
+    sampled_at(1.0)
+    with tracing.span("work", SpanKind.CONSUMER, service="orders", parent=traceparent or None):
+        ids = tracing.current_ids()
+    assert ids is not None  # a log line names its trace even when it is not recorded
+    if valid:
+        assert ids[0] == traceparent[3:35]
+    elif not valid:
+        assert ids[0] != traceparent[3:35]
+    tracing.finished_spans()

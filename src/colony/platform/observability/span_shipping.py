@@ -15,6 +15,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 
 import msgspec
+from opentelemetry.sdk.trace import ReadableSpan
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -35,10 +36,14 @@ _decode = msgspec.json.Decoder(list[StoredSpan]).decode
 _encode = msgspec.json.Encoder().encode
 
 
+Deliver = Callable[[list[tuple[str, ReadableSpan]]], Awaitable[None]]
+"""Takes finished spans as the SDK recorded them, by trace id."""
+
+
 class SpanShipper:
     """Once a second, this process's finished spans to ``deliver``."""
 
-    def __init__(self, deliver: Callable[[list[StoredSpan]], Awaitable[None]]) -> None:
+    def __init__(self, deliver: Deliver) -> None:
         self._deliver = deliver
         self._task: asyncio.Task[None] | None = None
 
@@ -54,13 +59,13 @@ class SpanShipper:
         await self.flush()
 
     async def flush(self) -> None:
-        spans = tracing.finished_spans()
-        for start in range(0, len(spans), BATCH):
-            try:
-                await self._deliver(spans[start : start + BATCH])
-            except Exception as exc:
-                _log.debug("spans dropped", count=len(spans) - start, error=repr(exc))
-                return
+        spans = tracing.finished_unconverted()
+        if not spans:
+            return
+        try:
+            await self._deliver(spans)
+        except Exception as exc:
+            _log.debug("spans dropped", count=len(spans), error=repr(exc))
 
     async def _run(self) -> None:
         while True:
@@ -68,28 +73,29 @@ class SpanShipper:
             await self.flush()
 
 
-def into_store(store: TraceStore) -> Callable[[list[StoredSpan]], Awaitable[None]]:
-    async def deliver(spans: list[StoredSpan]) -> None:
-        store.add(spans)
+def into_store(store: TraceStore) -> Deliver:
+    async def deliver(spans: list[tuple[str, ReadableSpan]]) -> None:
+        store.add_unconverted(spans, tracing.stored)
 
     return deliver
 
 
-def to_gateway(
-    http: HttpClient, url: str, issuer: TokenIssuer | None
-) -> Callable[[list[StoredSpan]], Awaitable[None]]:
-    """POST to the gateway at ``url``, signed by ``issuer`` (None: unsigned, which only a
-    gateway on the same machine accepts)."""
+def to_gateway(http: HttpClient, url: str, issuer: TokenIssuer | None) -> Deliver:
+    """POST to the gateway at ``url`` in batches, signed by ``issuer`` (None: unsigned, which
+    only a gateway on the same machine accepts)."""
 
-    async def deliver(spans: list[StoredSpan]) -> None:
-        headers = {"content-type": "application/json"}
-        if issuer is not None:
-            headers["authorization"] = "Bearer " + issuer.token("gateway")
-        answer = await http.request(
-            "traces", url, "POST", SPANS_PATH, body=_encode(spans), headers=headers
-        )
-        if answer.status != 204:
-            raise ConnectionError(f"the gateway answered {answer.status}")
+    async def deliver(spans: list[tuple[str, ReadableSpan]]) -> None:
+        converted = [tracing.stored(span) for _, span in spans]
+        for start in range(0, len(converted), BATCH):
+            headers = {"content-type": "application/json"}
+            if issuer is not None:
+                headers["authorization"] = "Bearer " + issuer.token("gateway")
+            body = _encode(converted[start : start + BATCH])
+            answer = await http.request(
+                "traces", url, "POST", SPANS_PATH, body=body, headers=headers
+            )
+            if answer.status != 204:
+                raise ConnectionError(f"the gateway answered {answer.status}")
 
     return deliver
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from graphlib import TopologicalSorter
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -34,9 +34,13 @@ from colony.platform.messaging.jetstream import JetStreamBroker
 from colony.platform.observability import tracing
 from colony.platform.observability.exposition import metrics_route
 from colony.platform.observability.loop_lag import start_watching, stop_watching
-from colony.platform.observability.span_shipping import SpanShipper, into_store, to_gateway
+from colony.platform.observability.span_shipping import (
+    Deliver,
+    SpanShipper,
+    into_store,
+    to_gateway,
+)
 from colony.platform.observability.state import ProcessState
-from colony.platform.observability.trace_store import StoredSpan
 from colony.platform.resilience import BulkheadPolicy, CallPolicy, Resilience
 from colony.platform.runtime.definition import ServiceContext, ServiceDefinition
 from colony.platform.runtime.http_binding import HttpClientFactory, rpc_app
@@ -340,7 +344,7 @@ class Runtime:
             if not published:
                 return total
 
-    def _span_destination(self) -> Callable[[list[StoredSpan]], Awaitable[None]]:
+    def _span_destination(self) -> Deliver:
         """The gateway's process keeps its spans (the console's store); any other sends them
         to the gateway, signed as itself, if it knows where that is."""
         if self.process_name == "gateway":
@@ -348,7 +352,7 @@ class Runtime:
         if self.settings.traces_url:
             return to_gateway(self.http, self.settings.traces_url, self.issuer(self.process_name))
 
-        async def nowhere(spans: list[StoredSpan]) -> None:
+        async def nowhere(spans: list[Any]) -> None:
             return None
 
         return nowhere
