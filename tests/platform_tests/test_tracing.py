@@ -259,3 +259,30 @@ def test_a_span_joins_only_a_well_formed_trace_context(
     elif not valid:
         assert ids[0] != traceparent[3:35]
     tracing.finished_spans()
+
+
+async def test_the_couriers_later_steps_link_back_to_the_checkout(client, sampled_at) -> None:
+    sampled_at(1.0)
+    order_id, status = await checkout_trace(client)
+    assert status == "completed"
+
+    async def linked() -> list[tuple[str, str]] | None:
+        found = tracing.STORE.search(order_id=order_id)
+        checkout = [f.trace_id for f in found if f.root_name == "POST /api/v1/orders"]
+        steps = [
+            (span.name, link.trace_id)
+            for f in found
+            if f.root_name.startswith("courier ")
+            for span in tracing.STORE.trace(f.trace_id)
+            for link in span.links
+        ]
+        return steps if checkout and steps else None
+
+    steps = await eventually(linked, within=15)
+    checkout_id = next(
+        f.trace_id
+        for f in tracing.STORE.search(order_id=order_id)
+        if f.root_name == "POST /api/v1/orders"
+    )
+    assert {trace_id for _, trace_id in steps} == {checkout_id}
+    assert all(name.startswith("courier ") for name, _ in steps)

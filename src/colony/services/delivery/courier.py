@@ -17,6 +17,8 @@ from typing import Any
 from colony.platform.clock import utc_now
 from colony.platform.logging import get_logger
 from colony.platform.messaging import Outbox
+from colony.platform.observability import tracing
+from colony.platform.observability.trace_store import ORDER_ID
 from colony.platform.storage import Database
 from colony.services.delivery.api import ShipmentStatus, ShipmentStatusChanged
 
@@ -28,7 +30,8 @@ COURIER_STEPS: dict[str, tuple[ShipmentStatus, str]] = {
     "picked_up": ("in_transit", "In transit to the delivery address."),
     "in_transit": ("delivered", "Delivered."),
 }
-REF_COLUMNS = "id, order_id, seller_id, buyer_id, status, version"
+REF_FIELDS = ("id", "order_id", "seller_id", "buyer_id", "status", "version")
+REF_COLUMNS = ", ".join(REF_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +153,7 @@ class Courier:
         """(due rows seen, rows advanced)."""
         now = utc_now()
         rows = await self.db.fetch_all(
-            f"SELECT {REF_COLUMNS} FROM shipments WHERE next_step_at IS NOT NULL"
+            f"SELECT {REF_COLUMNS}, trace_context FROM shipments WHERE next_step_at IS NOT NULL"
             " AND next_step_at <= ? ORDER BY next_step_at LIMIT ?",
             (iso(now), self.batch_size),
         )
@@ -163,8 +166,16 @@ class Courier:
             status, note = step
             moment = utc_now()
             next_at = None if status == "delivered" else moment + self.step
-            if await transition(self.db, self.outbox, ref, status, note, moment, next_at):
-                advanced += 1
+            # A trace of its own, linked to the checkout's: the step happens hours later in
+            # real life, and a child of a trace long finished would stretch it past reading.
+            with tracing.span(
+                f"courier {status}",
+                attributes={ORDER_ID: ref.order_id, "colony.shipment_id": ref.id},
+                service="delivery",
+                links=tracing.link_to(row[len(REF_FIELDS)]),
+            ):
+                if await transition(self.db, self.outbox, ref, status, note, moment, next_at):
+                    advanced += 1
         return len(rows), advanced
 
     async def seconds_until_due(self) -> float:

@@ -12,6 +12,7 @@ from colony.platform.idempotency import idempotent
 from colony.platform.ids import new_id
 from colony.platform.logging import get_logger
 from colony.platform.messaging.consumer import Handler
+from colony.platform.observability import tracing
 from colony.platform.runtime import ServiceContext
 from colony.platform.security import Actor
 from colony.services.delivery.api import (
@@ -166,8 +167,8 @@ class DeliveryService:
                 # its rows stand and both callers read back the same set.
                 inserted = await self.db.execute(
                     "INSERT INTO shipments (id, order_id, seller_id, buyer_id, status, address,"
-                    " lines, version, next_step_at, created_at, updated_at)"
-                    " VALUES (?, ?, ?, ?, 'pending', ?, ?, 1, NULL, ?, ?)"
+                    " lines, version, next_step_at, created_at, updated_at, trace_context)"
+                    " VALUES (?, ?, ?, ?, 'pending', ?, ?, 1, NULL, ?, ?, ?)"
                     " ON CONFLICT (order_id, seller_id) DO NOTHING",
                     (
                         shipment_id,
@@ -178,6 +179,7 @@ class DeliveryService:
                         _encode(request.lines),
                         now,
                         now,
+                        tracing.current_traceparent(),
                     ),
                 )
                 if inserted:
