@@ -397,8 +397,12 @@ class TillService:
         return amount
 
 
-@pytest.mark.parametrize(("amount", "status"), [(1, 200), (100, 200), (0, 422), (101, 422)])
-async def test_a_parameter_is_held_to_its_declared_constraints(amount: int, status: int) -> None:
+@pytest.mark.parametrize(
+    ("amount", "status"),
+    # 29.0 is an integer to JSON Schema; 2.5 is not, nor is "3".
+    [(1, 200), (100, 200), (0, 422), (101, 422), (29.0, 200), (2.5, 422), ("3", 422)],
+)
+async def test_a_parameter_is_held_to_its_declared_constraints(amount: Any, status: int) -> None:
     app = rpc_app(Till, TillService(), TokenVerifier("vault", KEYS))
     transport = httpx.ASGITransport(app=app)
     headers = {"authorization": f"Bearer {signed(claims('orders'))}"}

@@ -42,6 +42,7 @@ from colony.platform.resilience import (
 from colony.platform.runtime.interface import MethodSpec, interface_methods
 from colony.platform.runtime.operations import OperationsApi
 from colony.platform.trust import TokenIssuer, TokenVerifier
+from colony.platform.web.api import decode_whole_floats
 from colony.platform.web.problems import install_problem_handlers
 
 CORRELATION_HEADER = "x-correlation-id"
@@ -119,7 +120,10 @@ def _endpoint(
         try:
             params = spec.params_decoder.decode(raw)
         except msgspec.ValidationError as exc:
-            raise InvalidInput(str(exc)) from None
+            if "got `float`" not in str(exc):
+                raise InvalidInput(str(exc)) from None
+            # ``29.0`` is an integer to JSON Schema, as at the gateway (only on this path).
+            params = decode_whole_floats(raw, spec.params)
         except msgspec.DecodeError as exc:
             raise InvalidInput(f"malformed parameters: {exc}") from None
         if b"\\u0000" in raw and _ESCAPED_NUL.search(raw):

@@ -197,7 +197,7 @@ def decode_json_body(raw: bytes, decoder: msgspec.json.Decoder[Any]) -> Any:
     except msgspec.ValidationError as exc:
         if "got `float`" not in str(exc):
             raise InvalidInput(str(exc)) from None
-        value = _decode_whole_floats(raw, decoder)
+        value = decode_whole_floats(raw, decoder.type)
     except (msgspec.DecodeError, UnicodeError, RecursionError) as exc:
         raise MalformedRequest(f"The body is not valid JSON: {exc}") from None
     _check_no_duplicate_keys(raw)
@@ -207,13 +207,13 @@ def decode_json_body(raw: bytes, decoder: msgspec.json.Decoder[Any]) -> Any:
     return value
 
 
-def _decode_whole_floats(raw: bytes, decoder: msgspec.json.Decoder[Any]) -> Any:
+def decode_whole_floats(raw: bytes, kind: Any) -> Any:
     """``raw`` decoded again with every whole number written as a float (``3.0``, ``1e2``)
     taken as the integer it is: JSON has one kind of number, and JSON Schema's ``integer``
     is any number without a fraction, so a client may send either spelling. A number with a
     fraction is still refused where an integer is expected."""
     try:
-        return msgspec.convert(_whole_floats_as_ints(msgspec.json.decode(raw)), decoder.type)
+        return msgspec.convert(_whole_floats_as_ints(msgspec.json.decode(raw)), kind)
     except msgspec.ValidationError as exc:
         raise InvalidInput(str(exc)) from None
 
