@@ -43,7 +43,7 @@ from colony.platform.runtime.http_binding import (
 )
 from colony.platform.runtime.interface import MethodSpec, interface_methods
 from colony.platform.runtime.operations import OperationsApi
-from colony.platform.web.api import NO_NUL_PATTERN
+from colony.platform.web.api import refuse_nul
 from colony.platform.web.problems import PROBLEM_JSON
 
 ANSWERED_ERRORS: tuple[type[ColonyError], ...] = (
@@ -106,7 +106,7 @@ def rpc_openapi(api: type, operations: bool = True) -> dict[str, Any]:
             types.append(spec.returns)
     refs, components = msgspec.json.schema_components(types, ref_template=_REF)
     for schema in [*refs, *components.values()]:
-        _refuse_nul(schema)
+        refuse_nul(schema)
     schemas = iter(refs)
     paths: dict[str, Any] = {}
     for prefix, owner, spec in served:
@@ -194,26 +194,3 @@ def _problem(error: type[ColonyError]) -> dict[str, Any]:
             "WWW-Authenticate": {"required": True, "schema": {"const": "Bearer"}}
         }
     return response
-
-
-def _refuse_nul(schema: Any) -> None:
-    """Every text inside ``schema`` (a string without a pattern, enum, constant or format of
-    its own, and every key of a map) gets :data:`NO_NUL_PATTERN`, in place: the binding
-    refuses NUL anywhere in the parameters."""
-    if isinstance(schema, list):
-        for item in schema:
-            _refuse_nul(item)
-        return
-    if not isinstance(schema, dict):
-        return
-    if schema.get("type") == "string" and not schema.keys() & {
-        "pattern",
-        "enum",
-        "const",
-        "format",
-    }:
-        schema["pattern"] = NO_NUL_PATTERN
-    if schema.get("type") == "object" and isinstance(schema.get("additionalProperties"), dict):
-        schema.setdefault("propertyNames", {"pattern": NO_NUL_PATTERN})
-    for value in list(schema.values()):
-        _refuse_nul(value)

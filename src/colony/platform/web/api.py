@@ -331,7 +331,7 @@ def openapi_document(
         types, ref_template="#/components/schemas/{name}"
     )
     for schema in [*schemas, *components.values()]:
-        _refuse_nul(schema)
+        refuse_nul(schema)
     schema_of = dict(zip(map(id, types), schemas, strict=True))
     path_segment = {"type": "string", "minLength": 1, "pattern": NO_NUL_PATTERN}
     paths: dict[str, dict[str, Any]] = {}
@@ -424,12 +424,13 @@ def openapi_document(
     }
 
 
-def _refuse_nul(schema: Any) -> None:
-    """Every string schema inside ``schema`` without a pattern, enum, constant or format of its
-    own gets :data:`NO_NUL_PATTERN`, in place."""
+def refuse_nul(schema: Any) -> None:
+    """Every text inside ``schema`` (a string without a pattern, enum, constant or format of
+    its own, and every key of a map) gets :data:`NO_NUL_PATTERN`, in place: the bodies the
+    gateway and the HTTP binding take refuse NUL anywhere."""
     if isinstance(schema, list):
         for item in schema:
-            _refuse_nul(item)
+            refuse_nul(item)
         return
     if not isinstance(schema, dict):
         return
@@ -440,8 +441,10 @@ def _refuse_nul(schema: Any) -> None:
         "format",
     }:
         schema["pattern"] = NO_NUL_PATTERN
-    for value in schema.values():
-        _refuse_nul(value)
+    if schema.get("type") == "object" and isinstance(schema.get("additionalProperties"), dict):
+        schema.setdefault("propertyNames", {"pattern": NO_NUL_PATTERN})
+    for value in list(schema.values()):
+        refuse_nul(value)
 
 
 def _query_parameters(schema: dict[str, Any], components: dict[str, Any]) -> list[dict[str, Any]]:
