@@ -13,6 +13,7 @@ from typing import Protocol
 from colony.platform.eventsourcing.store import EventStore, RecordedEvent
 from colony.platform.logging import get_logger
 from colony.platform.storage import Database
+from colony.platform.tasks import cancelled
 
 _log = get_logger("projection")
 
@@ -88,11 +89,8 @@ class ProjectionRunner:
         self._task = asyncio.create_task(self._run(poll_seconds), name="projections")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancelled(self._task)
+        self._task = None
 
     async def _run(self, poll_seconds: float) -> None:
         while True:

@@ -23,6 +23,7 @@ from colony.platform.messaging.message import Event, Message, owner_of
 from colony.platform.observability import tracing
 from colony.platform.observability.metrics import messaging_published
 from colony.platform.storage import Database
+from colony.platform.tasks import cancelled
 
 _encode = msgspec.json.Encoder().encode
 
@@ -134,11 +135,8 @@ class OutboxRelay:
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.outbox.source}")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancelled(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

@@ -7,9 +7,9 @@ to run waited for the loop (a blocking call, a long synchronous stretch, or too 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from colony.platform.observability.metrics import event_loop_lag
+from colony.platform.tasks import cancelled
 
 INTERVAL_SECONDS = 1.0
 
@@ -29,7 +29,4 @@ def start_watching(service: str) -> asyncio.Task[None]:
 
 
 async def stop_watching(task: asyncio.Task[None] | None) -> None:
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await cancelled(task)

@@ -11,7 +11,6 @@ a backlog: traces are for looking, the durable record is in the databases.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 
 import msgspec
@@ -25,6 +24,7 @@ from colony.platform.http_client import HttpClient
 from colony.platform.logging import get_logger
 from colony.platform.observability import tracing
 from colony.platform.observability.trace_store import StoredSpan, TraceStore
+from colony.platform.tasks import cancelled
 from colony.platform.trust import TokenIssuer, TokenVerifier
 
 SPANS_PATH = "/internal/spans"
@@ -51,11 +51,8 @@ class SpanShipper:
         self._task = asyncio.create_task(self._run(), name="span-shipper")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancelled(self._task)
+        self._task = None
         await self.flush()
 
     async def flush(self) -> None:

@@ -27,7 +27,6 @@ retry budget: repeats from any layer are bounded together.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -49,6 +48,7 @@ from colony.platform.resilience.backoff import full_jitter
 from colony.platform.resilience.breaker import BreakerPolicy, CircuitBreaker, State
 from colony.platform.resilience.budget import BudgetPolicy, RetryBudget
 from colony.platform.resilience.bulkhead import Bulkhead, BulkheadPolicy
+from colony.platform.tasks import cancelled
 
 T = TypeVar("T")
 ATTEMPT_HEADER = "x-colony-attempt"
@@ -329,11 +329,8 @@ class Dependency:
             )
 
     async def stop_probing(self) -> None:
-        if self._prober is not None:
-            self._prober.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._prober
-            self._prober = None
+        await cancelled(self._prober)
+        self._prober = None
 
     async def _probe_forever(self, probe: Callable[[str, float], Awaitable[bool]]) -> None:
         policy = self.policy

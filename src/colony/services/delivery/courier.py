@@ -20,6 +20,7 @@ from colony.platform.messaging import Outbox
 from colony.platform.observability import tracing
 from colony.platform.observability.trace_store import ORDER_ID
 from colony.platform.storage import Database
+from colony.platform.tasks import cancelled
 from colony.services.delivery.api import ShipmentStatus, ShipmentStatusChanged
 
 _log = get_logger("delivery.courier")
@@ -134,11 +135,8 @@ class Courier:
             self._task = asyncio.create_task(self._run(), name="delivery-courier")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancelled(self._task)
+        self._task = None
 
     def wake(self) -> None:
         """A shipment was handed over: look now rather than at the next planned poll."""

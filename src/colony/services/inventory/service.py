@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import UTC, timedelta
 from typing import Any
 
@@ -17,6 +16,7 @@ from colony.platform.logging import get_logger
 from colony.platform.messaging.consumer import Handler
 from colony.platform.runtime import ServiceContext
 from colony.platform.security import Actor
+from colony.platform.tasks import cancelled
 from colony.services.catalog.api import CatalogApi, ListingCreated
 from colony.services.inventory.api import (
     Reservation,
@@ -58,10 +58,7 @@ class InventoryService:
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="inventory-expiry")
 
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        await cancelled(self._sweeper)
 
     def subscriptions(self) -> dict[type[Any], Handler]:
         return {ListingCreated: self.on_listing_created}

@@ -41,6 +41,7 @@ from colony.platform.messaging.consumer import record_dead_letter
 from colony.platform.outbound_addresses import OutboundGuard
 from colony.platform.smtp import SendFailed, SmtpClient
 from colony.platform.storage import Database, Row
+from colony.platform.tasks import cancelled
 from colony.services.notifications import mailer, messages, webhooks
 from colony.services.notifications.webhooks import DeliveryFailed
 
@@ -112,11 +113,8 @@ class Dispatcher:
         self._task = asyncio.create_task(self._run(), name="notifications-dispatcher")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancelled(self._task)
+        self._task = None
         for task in list(self._inflight):
             task.cancel()
         await asyncio.gather(*self._inflight, return_exceptions=True)
