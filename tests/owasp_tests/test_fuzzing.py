@@ -11,10 +11,7 @@ no JSON Schema can state, and the one check each of them bends, are in ``fuzzing
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +26,8 @@ from colony.platform.web.server import free_port
 from colony.services.identity.api import IdentityApi, Registration
 from conftest import list_product, settings_for, sign_up, unique_email
 from owasp_tests.fuzzing_rules import RULE_BOUND_OPERATIONS
+from owasp_tests.schemathesis_run import run_schemathesis
 
-SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
-TESTS = Path(__file__).resolve().parent.parent
-"""On the command's path, for its hooks (``owasp_tests.fuzzing_rules``)."""
 MAX_EXAMPLES = 15
 """Per operation and phase: about a minute per role on two cores."""
 RUN_TIMEOUT_SECONDS = 300
@@ -117,37 +112,10 @@ async def served(
 
 async def fuzz(served: Served, token: str | None, *selection: str) -> tuple[int, str]:
     """Schemathesis run against the served document; its exit code and its report."""
-    args = [
-        str(SCHEMATHESIS),
-        "--config-file",
-        str(served.workdir / "schemathesis.toml"),
-        "--no-color",
-        "run",
-        f"{served.market.url}/api/openapi.json",
-        "--checks",
-        "all",
-        *selection,
-    ]
-    if token is not None:
-        args += ["--header", f"Authorization: Bearer {token}"]
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-    }
-    process = await asyncio.create_subprocess_exec(
-        *args,
-        cwd=served.workdir,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+    document = f"{served.market.url}/api/openapi.json"
+    return await run_schemathesis(
+        served.workdir, [document, *selection], token, RUN_TIMEOUT_SECONDS
     )
-    try:
-        output, _ = await asyncio.wait_for(process.communicate(), RUN_TIMEOUT_SECONDS)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    return process.returncode or 0, output.decode(errors="replace")
 
 
 @pytest.mark.parametrize("role", ["anonymous", "buyer", "seller", "admin"])

@@ -13,11 +13,8 @@ runs as its command, deterministically and with bounded examples.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import re
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,10 +42,8 @@ from colony.services.payments.api import PaymentsApi
 from colony.services.payments.service import PaymentsService
 from conftest import settings_for
 from owasp_tests.fuzzing_rules import RPC_RULE_BOUND_OPERATIONS
+from owasp_tests.schemathesis_run import run_schemathesis
 
-SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
-TESTS = Path(__file__).resolve().parent.parent
-"""On the command's path, for its hooks (``owasp_tests.fuzzing_rules``)."""
 MIGRATIONS = Path(colony.services.payments.__file__).parent / "migrations"
 SEED = 20_250_611
 """Schemathesis's, should its generation ever be other than deterministic."""
@@ -228,40 +223,9 @@ def callable_by(document: dict[str, Any], caller: str) -> list[str]:
 async def fuzz(served: Served, token: str, paths: list[str]) -> tuple[int, str]:
     """Schemathesis run against the document; its exit code and its report."""
     selection = "^(" + "|".join(re.escape(path) for path in paths) + ")$"
-    args = [
-        str(SCHEMATHESIS),
-        "--config-file",
-        str(served.workdir / "schemathesis.toml"),
-        "--no-color",
-        "run",
-        str(served.workdir / "openapi.json"),
-        "--url",
-        served.url,
-        "--checks",
-        "all",
-        "--include-path-regex",
-        selection,
-        "--header",
-        f"Authorization: Bearer {token}",
-    ]
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-    }
-    process = await asyncio.create_subprocess_exec(
-        *args,
-        cwd=served.workdir,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        output, _ = await asyncio.wait_for(process.communicate(), RUN_TIMEOUT_SECONDS)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    return process.returncode or 0, output.decode(errors="replace")
+    document = str(served.workdir / "openapi.json")
+    arguments = [document, "--url", served.url, "--include-path-regex", selection]
+    return await run_schemathesis(served.workdir, arguments, token, RUN_TIMEOUT_SECONDS)
 
 
 @pytest.mark.parametrize("caller", list(CALLERS))

@@ -137,9 +137,9 @@ async def test_bad_parameters_are_a_4xx_problem(ledger, body: dict[str, Any]) ->
     assert answer.headers["content-type"] == "application/problem+json"
 
 
-async def test_a_dead_letter_is_listed_shown_and_replayed_over_http(ledger) -> None:
-    db, _, operations = ledger
-    message = Message(
+def deposited_message() -> Message:
+    """A message the ledger's failing consumer would have dead-lettered."""
+    return Message(
         id=new_id(),
         topic="test.deposited",
         key="a",
@@ -147,6 +147,11 @@ async def test_a_dead_letter_is_listed_shown_and_replayed_over_http(ledger) -> N
         created_at="2026-01-01T00:00:00+00:00",
         source="test",
     )
+
+
+async def test_a_dead_letter_is_listed_shown_and_replayed_over_http(ledger) -> None:
+    db, _, operations = ledger
+    message = deposited_message()
     await record_dead_letter(db, "ledger", message, "RuntimeError: the ledger is closed", 5)
     port = free_port()
     app = rpc_app(Ledger, Ledger(), TokenVerifier("ledger", KEYS), operations=operations)
@@ -210,14 +215,7 @@ async def test_the_consumer_reports_its_topics_open_letters_and_broker_backlog(l
         return {("ledger", "ledger-test-deposited"): 4, ("other", "other-durable"): 9}
 
     operations = ServiceOperations("ledger", db, consumer, jetstream_pending=pending)
-    message = Message(
-        id=new_id(),
-        topic="test.deposited",
-        key="a",
-        payload=msgspec.Raw(b'{"account":"a","amount":3}'),
-        created_at="2026-01-01T00:00:00+00:00",
-        source="test",
-    )
+    message = deposited_message()
     await record_dead_letter(db, "ledger", message, "RuntimeError: closed", 5)
     state = await operations.consumers(ADMIN)
     assert (state.consumer, state.topics, state.dead_letters_open) == (
