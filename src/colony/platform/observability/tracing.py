@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import os
 import random
-import threading
 from collections import deque
 from collections.abc import Mapping, MutableMapping, Sequence
 from contextvars import ContextVar
@@ -413,12 +412,12 @@ def log_event(level: str, event: str) -> None:
 
 
 class _Collector(SpanProcessor):
-    """Keeps finished sampled spans until the next flush, at most ``bound`` (the oldest
-    dropped past it, and counted)."""
+    """Keeps finished sampled spans until the next flush, at most ``bound`` (past it the
+    oldest are dropped: a process whose shipper stalls does not grow without end). A deque's
+    appends and pops are atomic, so the exporter's thread and the loop may share it."""
 
     def __init__(self, bound: int = 20_000) -> None:
         self.finished: deque[ReadableSpan] = deque(maxlen=bound)
-        self._lock = threading.Lock()
 
     def on_end(self, span: ReadableSpan) -> None:
         if span.context is not None and span.context.trace_flags.sampled:
@@ -472,7 +471,7 @@ def _otlp_configured() -> bool:
 
 def finished_spans() -> list[StoredSpan]:
     """The sampled spans finished since the last call, as the store keeps them."""
-    return [_stored(span) for span in _collector.take()]
+    return [stored(span) for span in _collector.take()]
 
 
 def finished_unconverted() -> list[tuple[str, ReadableSpan]]:
@@ -482,10 +481,7 @@ def finished_unconverted() -> list[tuple[str, ReadableSpan]]:
 
 
 def stored(span: ReadableSpan) -> StoredSpan:
-    return _stored(span)
-
-
-def _stored(span: ReadableSpan) -> StoredSpan:
+    """A span as the store keeps it and the console shows it."""
     context = span.context
     assert context is not None
     attributes: dict[str, Any] = dict(span.attributes or ())
