@@ -286,3 +286,76 @@ async def test_the_couriers_later_steps_link_back_to_the_checkout(client, sample
     )
     assert {trace_id for _, trace_id in steps} == {checkout_id}
     assert all(name.startswith("courier ") for name, _ in steps)
+
+
+# --- OpenTelemetry's API and exporters --------------------------------------------------------
+
+
+def test_a_span_another_library_opens_through_the_api_joins_colonys_trace(sampled_at) -> None:
+    """Colony records its own spans; a library instrumented with OpenTelemetry's API opens its
+    through the SDK's provider, under Colony's current span, and both reach the store."""
+    from opentelemetry import trace
+
+    sampled_at(1.0)
+    tracing.finished_spans()
+    with (
+        tracing.span("checkout", SpanKind.SERVER, service="orders") as ours,
+        trace.get_tracer("some.library").start_as_current_span("library work") as theirs,
+    ):
+        theirs.set_attribute("library.detail", "x")
+        assert tracing.current_ids() == (
+            f"{ours.get_span_context().trace_id:032x}",
+            f"{theirs.get_span_context().span_id:016x}",
+        )
+    store = TraceStore()
+    store.add(tracing.finished_spans())
+    spans = {span.name: span for span in _all(store)}
+    assert spans["library work"].parent_span_id == spans["checkout"].span_id
+    assert spans["library work"].trace_id == spans["checkout"].trace_id
+    assert spans["library work"].attributes == {"library.detail": "x"}
+
+
+def test_an_otlp_exporter_receives_each_span_as_the_sdk_exports_it(sampled_at) -> None:
+    """With ``OTEL_EXPORTER_OTLP_*`` set, every finished span is handed to the SDK's batch
+    processor: here an in-memory exporter stands in, and the OTLP encoder takes what it got."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import StatusCode
+
+    from colony.platform.observability.recorder import FINISHED
+
+    sampled_at(1.0)
+    exported = InMemorySpanExporter()
+    FINISHED.exporter, before = SimpleSpanProcessor(exported), FINISHED.exporter
+    try:
+        with (
+            tracing.span("POST /api/v1/orders", SpanKind.SERVER, service="gateway"),
+            tracing.child("orders/place", attributes={"rpc.method": "place"}),
+            pytest.raises(ValueError),
+            tracing.child("db transaction", SpanKind.CLIENT),
+        ):
+            raise ValueError("disk full")
+    finally:
+        FINISHED.exporter = before
+    tracing.finished_spans()
+    by_name = {span.name: span for span in exported.get_finished_spans()}
+    assert set(by_name) == {"POST /api/v1/orders", "orders/place", "db transaction"}
+    root, call = by_name["POST /api/v1/orders"], by_name["orders/place"]
+    db = by_name["db transaction"]
+    assert root.parent is None and root.kind is SpanKind.SERVER
+    assert call.parent.span_id == root.context.span_id
+    assert db.parent.span_id == call.context.span_id
+    assert call.attributes["colony.service"] == "gateway"
+    assert call.attributes["rpc.method"] == "place"
+    assert db.status.status_code is StatusCode.ERROR
+    assert [event.name for event in db.events] == ["exception"]
+    assert db.end_time >= db.start_time
+    request = encode_spans(list(by_name.values()))
+    names = {
+        span.name
+        for resource in request.resource_spans
+        for scope in resource.scope_spans
+        for span in scope.spans
+    }
+    assert names == set(by_name)

@@ -89,8 +89,8 @@ class RequestTelemetry:
                     started_ns,
                     time.time_ns(),
                     SpanKind.SERVER,
+                    self.service,
                     {
-                        tracing.SERVICE: self.service,
                         "http.request.method": method,
                         "http.route": template,
                         "http.response.status_code": status,

@@ -14,7 +14,6 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
 import msgspec
-from opentelemetry.sdk.trace import ReadableSpan
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -36,8 +35,7 @@ _decode = msgspec.json.Decoder(list[StoredSpan]).decode
 _encode = msgspec.json.Encoder().encode
 
 
-Deliver = Callable[[list[tuple[str, ReadableSpan]]], Awaitable[None]]
-"""Takes finished spans as the SDK recorded them, by trace id."""
+Deliver = Callable[[list[StoredSpan]], Awaitable[None]]
 
 
 class SpanShipper:
@@ -56,7 +54,7 @@ class SpanShipper:
         await self.flush()
 
     async def flush(self) -> None:
-        spans = tracing.finished_unconverted()
+        spans = tracing.finished_spans()
         if not spans:
             return
         try:
@@ -71,8 +69,8 @@ class SpanShipper:
 
 
 def into_store(store: TraceStore) -> Deliver:
-    async def deliver(spans: list[tuple[str, ReadableSpan]]) -> None:
-        store.add_unconverted(spans, tracing.stored)
+    async def deliver(spans: list[StoredSpan]) -> None:
+        store.add(spans)
 
     return deliver
 
@@ -81,13 +79,12 @@ def to_gateway(http: HttpClient, url: str, issuer: TokenIssuer | None) -> Delive
     """POST to the gateway at ``url`` in batches, signed by ``issuer`` (None: unsigned, which
     only a gateway on the same machine accepts)."""
 
-    async def deliver(spans: list[tuple[str, ReadableSpan]]) -> None:
-        converted = [tracing.stored(span) for _, span in spans]
-        for start in range(0, len(converted), BATCH):
+    async def deliver(spans: list[StoredSpan]) -> None:
+        for start in range(0, len(spans), BATCH):
             headers = {"content-type": "application/json"}
             if issuer is not None:
                 headers["authorization"] = "Bearer " + issuer.token("gateway")
-            body = _encode(converted[start : start + BATCH])
+            body = _encode(spans[start : start + BATCH])
             answer = await http.request(
                 "traces", url, "POST", SPANS_PATH, body=body, headers=headers
             )

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Iterable
 
 import msgspec
 
@@ -28,9 +27,12 @@ class SpanLink(msgspec.Struct, frozen=True, kw_only=True):
     span_id: str
 
 
-class StoredSpan(msgspec.Struct, frozen=True, kw_only=True):
+class StoredSpan(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One finished span, as the console shows it. Ids are lowercase hex (32 and 16 digits),
-    as in W3C trace context and in every log line's ``trace_id`` / ``span_id``."""
+    as in W3C trace context and in every log line's ``trace_id`` / ``span_id``.
+
+    Never tracked by the garbage collector (``gc=False``: it holds no cycle): the store keeps
+    tens of thousands, and a collection would otherwise walk every one."""
 
     trace_id: str
     span_id: str
@@ -48,8 +50,8 @@ class StoredSpan(msgspec.Struct, frozen=True, kw_only=True):
     """``ok``, ``error`` or ``unset``."""
     status_message: str = ""
     attributes: dict[str, str | int | float | bool] = {}
-    events: list[SpanEvent] = []
-    links: list[SpanLink] = []
+    events: tuple[SpanEvent, ...] = ()
+    links: tuple[SpanLink, ...] = ()
 
     @property
     def duration_ms(self) -> float:
@@ -72,13 +74,6 @@ class TraceSummary(msgspec.Struct, frozen=True, kw_only=True):
     correlation_ids: list[str]
 
 
-class _Unconverted:
-    __slots__ = ("span",)
-
-    def __init__(self, span: Any) -> None:
-        self.span = span
-
-
 class TraceStore:
     """The newest ``max_traces`` traces, whole. Safe to add to from the exporter's thread
     while the console reads from the event loop."""
@@ -86,44 +81,24 @@ class TraceStore:
     def __init__(self, max_traces: int = 2000, max_spans_per_trace: int = 2000) -> None:
         self.max_traces = max_traces
         self.max_spans_per_trace = max_spans_per_trace
-        self._traces: OrderedDict[str, list[Any]] = OrderedDict()
-        self._convert: Callable[[Any], StoredSpan] = lambda span: span
+        self._traces: OrderedDict[str, list[StoredSpan]] = OrderedDict()
         self._lock = threading.Lock()
 
     def add(self, spans: Iterable[StoredSpan]) -> None:
-        self._add((span.trace_id, span) for span in spans)
-
-    def add_unconverted(
-        self, spans: Iterable[tuple[str, Any]], convert: Callable[[Any], StoredSpan]
-    ) -> None:
-        """Keep spans as their recorder made them, by trace id, converted the first time
-        they are read: most stored spans are never looked at, so the process that records
-        them (the gateway's, in one process every service's) does not pay for it."""
-        self._convert = convert
-        self._add((trace_id, _Unconverted(span)) for trace_id, span in spans)
-
-    def _add(self, entries: Iterable[tuple[str, Any]]) -> None:
         with self._lock:
-            for trace_id, span in entries:
-                trace = self._traces.get(trace_id)
+            for span in spans:
+                trace = self._traces.get(span.trace_id)
                 if trace is None:
-                    trace = self._traces[trace_id] = []
+                    trace = self._traces[span.trace_id] = []
                     while len(self._traces) > self.max_traces:
                         self._traces.popitem(last=False)
                 if len(trace) < self.max_spans_per_trace:
                     trace.append(span)
 
-    def _converted(self, trace: list[Any]) -> list[StoredSpan]:
-        """``trace``'s spans, any not yet converted converted in place (under the lock)."""
-        for index, span in enumerate(trace):
-            if type(span) is _Unconverted:
-                trace[index] = self._convert(span.span)
-        return trace
-
     def trace(self, trace_id: str) -> list[StoredSpan]:
         """Every span of one trace, earliest first (empty if the store has none)."""
         with self._lock:
-            spans = list(self._converted(self._traces.get(trace_id, [])))
+            spans = list(self._traces.get(trace_id, ()))
         return sorted(spans, key=lambda span: span.start_unix_nano)
 
     def search(
@@ -138,9 +113,7 @@ class TraceStore:
     ) -> list[TraceSummary]:
         """The newest traces matching every criterion given, newest first."""
         with self._lock:
-            candidates = [
-                (trace_id, list(self._converted(spans))) for trace_id, spans in self._traces.items()
-            ]
+            candidates = [(trace_id, list(spans)) for trace_id, spans in self._traces.items()]
         found: list[TraceSummary] = []
         for trace_id, spans in reversed(candidates):
             summary = _summary(trace_id, spans)
@@ -174,8 +147,7 @@ class TraceStore:
         oldest_start = since_unix_nano - int(horizon_seconds * 1e9)
         found: list[StoredSpan] = []
         with self._lock:
-            for unread in reversed(self._traces.values()):
-                spans = self._converted(unread)
+            for spans in reversed(self._traces.values()):
                 if spans and spans[0].start_unix_nano < oldest_start:
                     break
                 found.extend(span for span in spans if span.end_unix_nano >= since_unix_nano)
