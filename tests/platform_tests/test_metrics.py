@@ -179,3 +179,29 @@ async def test_a_scraper_the_gateway_does_not_admit_gets_a_404(marketplace) -> N
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
     assert "colony_" not in response.text
+
+
+def test_the_lock_free_histogram_counts_as_prometheus_reads_it() -> None:
+    """A value on a bound falls in that bound's bucket (``le``), buckets are cumulative,
+    ``_count`` is the +Inf bucket and ``_sum`` the total; a wrong number of labels is refused."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from colony.platform.observability.histogram import Histogram
+
+    registry = CollectorRegistry()
+    family = Histogram("waits_seconds", "Waits.", ["service"], (0.1, 1.0, 0.01), registry)
+    child = family.labels("orders")
+    for value in (0.005, 0.01, 0.5, 1.0, 7.0):
+        child.observe(value)
+    assert family.labels("orders") is child
+    (parsed,) = text_string_to_metric_families(generate_latest(registry).decode())
+    samples = {(s.name, s.labels.get("le")): s.value for s in parsed.samples}
+    assert samples[("waits_seconds_bucket", "0.01")] == 2
+    assert samples[("waits_seconds_bucket", "0.1")] == 2
+    assert samples[("waits_seconds_bucket", "1.0")] == 4
+    assert samples[("waits_seconds_bucket", "+Inf")] == 5
+    assert samples[("waits_seconds_count", None)] == 5
+    assert samples[("waits_seconds_sum", None)] == pytest.approx(8.515)
+    with pytest.raises(ValueError):
+        family.labels("orders", "extra")

@@ -13,13 +13,16 @@ sampled and ends in a 5xx is recorded all the same, after the fact.
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Awaitable
+from time import perf_counter
 
 from opentelemetry.trace import SpanKind
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from colony.platform.observability import tracing
+from colony.platform.observability.histogram import HistogramChild
 from colony.platform.observability.metrics import http_server_duration
+from colony.platform.observability.recorder import RecordedSpan
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNTRACED = ("/health/", "/metrics", "/static/", "/internal/", "/admin/")
@@ -34,66 +37,66 @@ class RequestTelemetry:
     def __init__(self, app: ASGIApp, service: str) -> None:
         self.app = app
         self.service = service
-        # Children looked up once per label set: .labels() takes a lock and builds a tuple.
-        self._children: dict[tuple[str, str, int], Any] = {}
+        # Children looked up once per label set, not built from the labels on every request.
+        self._children: dict[tuple[str, str, int], HistogramChild] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = time.perf_counter()
-        started_ns = time.time_ns()
+        started = perf_counter()
         status = 500
 
-        async def record(message: Message) -> None:
+        def record(message: Message) -> Awaitable[None]:
+            # A plain function handing back send's awaitable: no coroutine of its own per send.
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-            await send(message)
+            return send(message)
 
-        method = scope["method"] if scope["method"] in KNOWN_METHODS else "_OTHER"
-        traced = not scope["path"].startswith(UNTRACED)
+        method = scope["method"]
+        if method not in KNOWN_METHODS:
+            method = "_OTHER"
+        path = scope["path"]
+        traced = not path.startswith(UNTRACED)
         root = (
-            tracing.span(
+            tracing.root(
                 method,
                 SpanKind.SERVER,
-                {"http.request.method": method, "url.path": scope["path"]},
+                {"http.request.method": method, "url.path": path},
                 service=self.service,
             )
             if traced
             else tracing.NO_SPAN
         )
-        sampled = False
-        try:
-            with root:
-                sampled = tracing.recording()
-                try:
-                    await self.app(scope, receive, record)
-                finally:
-                    template = getattr(scope.get("route"), "path", None) or "unmatched"
-                    if sampled:
-                        tracing.name_server_span(method, template, status)
-        finally:
-            elapsed = time.perf_counter() - started
-            template = getattr(scope.get("route"), "path", None) or "unmatched"
-            key = (method, template, status)
-            child = self._children.get(key)
-            if child is None:
-                child = self._children[key] = http_server_duration.labels(
-                    self.service, method, template, str(status)
-                )
-            child.observe(elapsed)
-            if traced and not sampled and status >= 500:
-                tracing.record_after(
-                    f"{method} {template}",
-                    started_ns,
-                    time.time_ns(),
-                    SpanKind.SERVER,
-                    self.service,
-                    {
-                        "http.request.method": method,
-                        "http.route": template,
-                        "http.response.status_code": status,
-                    },
-                    f"answered {status}",
-                )
+        with root:
+            try:
+                await self.app(scope, receive, record)  # type: ignore[arg-type]
+            finally:
+                elapsed = perf_counter() - started
+                template = getattr(scope.get("route"), "path", None) or "unmatched"
+                key = (method, template, status)
+                child = self._children.get(key)
+                if child is None:
+                    child = self._children[key] = http_server_duration.labels(
+                        self.service, method, template, str(status)
+                    )
+                child.observe(elapsed)
+                if type(root) is RecordedSpan:
+                    tracing.name_server_span(root, method, template, status)
+                elif traced and status >= 500:
+                    # Kept, though not sampled, with the ids its log lines and calls carried.
+                    ended = time.time_ns()
+                    tracing.record_after(
+                        f"{method} {template}",
+                        ended - int(elapsed * 1e9),
+                        ended,
+                        SpanKind.SERVER,
+                        self.service,
+                        {
+                            "http.request.method": method,
+                            "http.route": template,
+                            "http.response.status_code": status,
+                        },
+                        f"answered {status}",
+                    )

@@ -11,8 +11,7 @@ from __future__ import annotations
 from time import perf_counter
 from typing import Any
 
-from prometheus_client import Histogram
-
+from colony.platform.observability.histogram import Histogram
 from colony.platform.observability.metrics import rpc_client_duration, rpc_server_duration
 
 

@@ -52,6 +52,7 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, StatusCode, TraceFl
 from colony.platform import context as call_context
 from colony.platform.observability.recorder import (
     FINISHED,
+    RECORDING,
     RecordedSpan,
     SdkSpans,
     use_resource,
@@ -97,8 +98,8 @@ NO_SPAN = _NoSpan()
 
 
 def recording() -> bool:
-    """Whether the current span is sampled (so spans below it are worth opening)."""
-    return trace.get_current_span().get_span_context().trace_flags.sampled
+    """Whether a span of Colony's records here (so spans below it are worth opening)."""
+    return RECORDING.get() is not None
 
 
 def child(
@@ -110,11 +111,10 @@ def child(
     """A span under the current one if that one is sampled, else nothing at all (no span is
     ever a root through here: background work does not start traces of its own by a
     database transaction)."""
-    current = trace.get_current_span()
-    parent = current.get_span_context()
-    if not parent.trace_flags.sampled:
+    if RECORDING.get() is None:
         return NO_SPAN
-    return _open(name, kind, attributes, service, parent, current, ())
+    current = trace.get_current_span()  # Colony's, or a library's span opened below it
+    return _open(name, kind, attributes, service, current.get_span_context(), current, ())
 
 
 def span(
@@ -149,8 +149,20 @@ def span(
         if not keep:
             return NO_SPAN
         return _open(name, kind, attributes, service, _span_context_of(inherited), None, links)
-    # A new trace: decided here, from its id, and when it is not sampled nothing is made but
-    # its context.
+    return root(name, kind, attributes, service, links, keep)
+
+
+def root(
+    name: str,
+    kind: SpanKind = SpanKind.INTERNAL,
+    attributes: Mapping[str, Any] | None = None,
+    service: str | None = None,
+    links: Sequence[Link] = (),
+    keep: bool = False,
+) -> Any:
+    """The first span of a new trace, whatever is current (the public edge trusts no
+    caller's context), sampled at the ratio. Decided from the trace id, and when it is not
+    sampled nothing is made but the context it carries on."""
     trace_id = random.getrandbits(128)
     if (trace_id & _LOWER_64) >= _bound and not keep:
         return _Inherited(f"00-{trace_id:032x}-{random.getrandbits(64):016x}-00")
@@ -235,17 +247,14 @@ def annotate(**attributes: Any) -> None:
             current.set_attribute(ORDER_ID if key == "order_id" else key, value)
 
 
-def name_server_span(method: str, route: str, status: int) -> None:
-    """Name the current server span by its route, once the router has matched it, and
-    mark a 5xx as its error (a 4xx is the client's, not the server's)."""
-    current = trace.get_current_span()
-    if not current.is_recording():
-        return
-    current.update_name(f"{method} {route}")
-    current.set_attribute("http.route", route)
-    current.set_attribute("http.response.status_code", status)
+def name_server_span(server: RecordedSpan, method: str, route: str, status: int) -> None:
+    """Name a server span by its route, once the router has matched it, and mark a 5xx as
+    its error (a 4xx is the client's, not the server's)."""
+    server.name = f"{method} {route}"
+    server.attributes["http.route"] = route
+    server.attributes["http.response.status_code"] = status
     if status >= 500:
-        current.set_status(StatusCode.ERROR, f"answered {status}")
+        server.set_status(StatusCode.ERROR, f"answered {status}")
 
 
 def failed(message: str) -> None:
@@ -265,19 +274,21 @@ def record_after(
     error: str | None,
 ) -> None:
     """Record a span that was not sampled when it began, now that its ending says it must
-    be kept (a request answered with a 5xx)."""
+    be kept (a request answered with a 5xx). Inside the unsampled trace's context, it takes
+    the ids that context carried, so its log lines, and any span kept below it, find it."""
     if not _enabled:
         return
     inherited = _inherited.get()
-    parent = _span_context_of(inherited) if inherited else None
+    carried = _span_context_of(inherited) if inherited else None
     recorded = RecordedSpan(
         name,
         kind,
         service,
         dict(attributes),
-        parent.trace_id if parent else random.getrandbits(128),
-        parent.span_id if parent else None,
+        carried.trace_id if carried else random.getrandbits(128),
+        None,
         start_ns=start_ns,
+        span_id=carried.span_id if carried else None,
     )
     if error is not None:
         recorded.set_status(StatusCode.ERROR, error)
