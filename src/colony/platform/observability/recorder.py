@@ -91,8 +91,11 @@ class RecordedSpan(trace.Span):
         "message",
         "name",
         "service",
+        "span_id",
         "start_ns",
         "status",
+        "trace_hex",
+        "trace_id",
     )
 
     def __init__(
@@ -106,9 +109,13 @@ class RecordedSpan(trace.Span):
         links: Sequence[Link] = (),
         start_ns: int | None = None,
         span_id: int | None = None,
+        trace_hex: str | None = None,
     ) -> None:
-        span_id = span_id or random.getrandbits(64)
-        self._context = SpanContext(trace_id, span_id, False, _SAMPLED)
+        self.trace_id = trace_id
+        self.span_id = span_id or random.getrandbits(64)
+        # Formatted once per trace and shared by its spans (the store keeps one string).
+        self.trace_hex = trace_hex or f"{trace_id:032x}"
+        self._context: SpanContext | None = None
         self._parent_id = parent_id
         self.name = name
         self.kind = kind
@@ -137,6 +144,8 @@ class RecordedSpan(trace.Span):
     # --- the API -----------------------------------------------------------------------------
 
     def get_span_context(self) -> SpanContext:
+        if self._context is None:  # made when asked: most spans are never asked
+            self._context = SpanContext(self.trace_id, self.span_id, False, _SAMPLED)
         return self._context
 
     def is_recording(self) -> bool:
@@ -191,14 +200,13 @@ class RecordedSpan(trace.Span):
         if self.start_ns < 0:
             return
         start, self.start_ns = self.start_ns, -1
-        context = self._context
         attributes = self.attributes
         for key, value in attributes.items():
             if type(value) not in _PLAIN:  # a sequence: rare, never on the hot path
                 attributes[key] = _plain(value)
         stored = StoredSpan(
-            trace_id=f"{context.trace_id:032x}",
-            span_id=f"{context.span_id:016x}",
+            trace_id=self.trace_hex,
+            span_id=f"{self.span_id:016x}",
             parent_span_id=None if self._parent_id is None else f"{self._parent_id:016x}",
             name=self.name,
             kind=_KINDS.get(self.kind, "internal"),

@@ -69,7 +69,7 @@ TRACEPARENT = "traceparent"
 STORE = TraceStore()
 """This process's trace store: the console's, in the gateway's process."""
 
-_inherited: ContextVar[str | None] = ContextVar("colony_unsampled_traceparent", default=None)
+_inherited: ContextVar[_Inherited | None] = ContextVar("colony_unsampled_trace", default=None)
 """The context of an unsampled trace this work belongs to: carried on, never recorded."""
 _LOWER_64 = (1 << 64) - 1
 _bound = 0
@@ -114,7 +114,8 @@ def child(
     if RECORDING.get() is None:
         return NO_SPAN
     current = trace.get_current_span()  # Colony's, or a library's span opened below it
-    return _open(name, kind, attributes, service, current.get_span_context(), current, ())
+    parent = current if type(current) is RecordedSpan else current.get_span_context()
+    return _open(name, kind, attributes, service, parent, ())
 
 
 def span(
@@ -136,19 +137,21 @@ def span(
             return _Inherited(parent)
         remote = _span_context_of(parent)
         if remote is not None:
-            return _open(name, kind, attributes, service, remote, None, links)
+            return _open(name, kind, attributes, service, remote, links)
         # A malformed traceparent: as if there were none.
     current = trace.get_current_span()
     context = current.get_span_context()
     if context.is_valid:
         if context.trace_flags.sampled or keep:
-            return _open(name, kind, attributes, service, context, current, links)
+            parent_span = current if type(current) is RecordedSpan else context
+            return _open(name, kind, attributes, service, parent_span, links)
         return NO_SPAN
     inherited = _inherited.get()
     if inherited is not None:
         if not keep:
             return NO_SPAN
-        return _open(name, kind, attributes, service, _span_context_of(inherited), None, links)
+        carried = _span_context_of(inherited.traceparent)
+        return _open(name, kind, attributes, service, carried, links)
     return root(name, kind, attributes, service, links, keep)
 
 
@@ -163,10 +166,11 @@ def root(
     """The first span of a new trace, whatever is current (the public edge trusts no
     caller's context), sampled at the ratio. Decided from the trace id, and when it is not
     sampled nothing is made but the context it carries on."""
-    trace_id = random.getrandbits(128)
+    ids = random.getrandbits(192) | 1  # a trace id, then a span id (never 0)
+    trace_id = ids >> 64
     if (trace_id & _LOWER_64) >= _bound and not keep:
-        return _Inherited(f"00-{trace_id:032x}-{random.getrandbits(64):016x}-00")
-    return _open(name, kind, attributes, service, None, None, links, trace_id)
+        return _Inherited(ids=ids)
+    return _open(name, kind, attributes, service, None, links, trace_id)
 
 
 def _open(
@@ -174,25 +178,33 @@ def _open(
     kind: SpanKind,
     attributes: Mapping[str, Any] | None,
     service: str | None,
-    parent: SpanContext | None,
-    parent_span: Any,
+    parent: RecordedSpan | SpanContext | None,
     links: Sequence[Link],
     trace_id: int = 0,
 ) -> Any:
     if not _enabled:
         return NO_SPAN
-    if not service:
-        service = parent_span.service if type(parent_span) is RecordedSpan else _service_of_process
     attrs = dict(attributes) if attributes else {}
     if kind is SpanKind.SERVER or kind is SpanKind.CONSUMER:
         # Where work enters a process: the trace is found by its correlation id there.
         correlation = call_context.correlation_id()
         if correlation:
             attrs[CORRELATION_ID] = correlation
-    if parent is None:
+    if type(parent) is RecordedSpan:
         return RecordedSpan(
-            name, kind, service, attrs, trace_id or random.getrandbits(128), None, links
+            name,
+            kind,
+            service or parent.service,
+            attrs,
+            parent.trace_id,
+            parent.span_id,
+            links,
+            trace_hex=parent.trace_hex,
         )
+    service = service or _service_of_process
+    if parent is None:
+        trace_id = trace_id or random.getrandbits(128)
+        return RecordedSpan(name, kind, service, attrs, trace_id, None, links)
     return RecordedSpan(name, kind, service, attrs, parent.trace_id, parent.span_id, links)
 
 
@@ -222,15 +234,25 @@ def _span_context_of(traceparent: str) -> SpanContext | None:
 
 
 class _Inherited:
-    """The block belongs to an unsampled trace: its context is carried on, nothing recorded."""
+    """The block belongs to an unsampled trace: its context is carried on, nothing recorded.
+    A context a new root drew is written out only when something asks for it (a log line,
+    an event, a call): a request that asks nothing, as most reads do, never formats it."""
 
-    __slots__ = ("_token", "_traceparent")
+    __slots__ = ("_ids", "_token", "_traceparent")
 
-    def __init__(self, traceparent: str) -> None:
+    def __init__(self, traceparent: str | None = None, ids: int = 0) -> None:
         self._traceparent = traceparent
+        self._ids = ids
+
+    @property
+    def traceparent(self) -> str:
+        if self._traceparent is None:
+            ids = f"{self._ids:048x}"
+            self._traceparent = f"00-{ids[:32]}-{ids[32:]}-00"
+        return self._traceparent
 
     def __enter__(self) -> None:
-        self._token = _inherited.set(self._traceparent)
+        self._token = _inherited.set(self)
 
     def __exit__(self, *exc: object) -> None:
         _inherited.reset(self._token)
@@ -279,7 +301,7 @@ def record_after(
     if not _enabled:
         return
     inherited = _inherited.get()
-    carried = _span_context_of(inherited) if inherited else None
+    carried = _span_context_of(inherited.traceparent) if inherited else None
     recorded = RecordedSpan(
         name,
         kind,
@@ -310,7 +332,7 @@ def inject(headers: MutableMapping[str, str]) -> None:
         return
     inherited = _inherited.get()
     if inherited is not None:
-        headers[TRACEPARENT] = inherited
+        headers[TRACEPARENT] = inherited.traceparent
 
 
 def extract(headers: Mapping[str, str]) -> str | None:
@@ -341,7 +363,8 @@ def current_ids() -> tuple[str, str] | None:
         return f"{context.trace_id:032x}", f"{context.span_id:016x}"
     inherited = _inherited.get()
     if inherited is not None:  # an unsampled trace: its ids, and the caller's span
-        return inherited[3:35], inherited[36:52]
+        traceparent = inherited.traceparent
+        return traceparent[3:35], traceparent[36:52]
     return None
 
 
