@@ -1,4 +1,4 @@
-"""``make bench``: browse, checkout, start-up time and idle memory, in one run.
+"""``make bench``: browse, checkout, start-up time, idle memory and the console, in one run.
 
 Reproduce with ``make bench`` (or ``.venv/bin/python -m bench --help``). Figures are medians of
 the repeated runs; the bare-Starlette ratio is measured in the same run on the same server.
@@ -20,6 +20,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from bench import console
 from colony.platform.web.server import free_port
 
 HERE = Path(__file__).parent
@@ -148,9 +149,10 @@ def main() -> None:
     )
     parser.add_argument(
         "--only",
-        choices=("all", "browse", "checkout", "distributed", "one-process"),
+        choices=("all", "browse", "checkout", "distributed", "one-process", "console"),
         default="all",
-        help="checkout: in both topologies; distributed or one-process: that topology alone",
+        help="checkout: in both topologies; distributed or one-process: that topology alone;"
+        " console: its pages with 10,000 traces stored",
     )
     parser.add_argument(
         "--no-profile", action="store_true", help="skip py-spy on the checkout throughput run"
@@ -166,6 +168,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.only in ("all", "browse") and shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: install it from the OS packages (apt-get install wrk).")
+    elif args.only == "console":  # in this process, on data of its own: nothing to seed
+        report({"command": console.COMMAND, "console": console.run()})
+        return
 
     results: dict = {
         "command": "make bench",
@@ -244,6 +249,7 @@ def main() -> None:
     results["browse_to_hello_ratio"] = round(
         results["browse"]["rps"] / results["starlette_hello"]["rps"], 3
     )
+    results["console"] = console.run()
     report(results)
 
 
@@ -450,6 +456,8 @@ def report(results: dict) -> None:
         ]
     if "browse" in results:
         rows += _browse_rows(results)
+    if "console" in results:
+        rows += console.rows(results["console"])
     for name in ("one_process", "one_process_per_service"):
         if name in results.get("baseline", {}):
             compared = results["baseline"][name]

@@ -4,7 +4,8 @@ indented under its parent, coloured by its service, with its attributes, its eve
 log lines written inside it (span events named ``log``, with their ``level`` and ``event``).
 
 A search with a malformed filter is answered with the form again, saying what is wrong (422);
-a trace the store does not hold (never recorded, or pushed out by newer ones) is a 404 page.
+a trace the store does not hold (never recorded, pushed out by newer ones, or expired) is a
+404 page.
 """
 
 from __future__ import annotations
@@ -280,8 +281,9 @@ def routes(console: Console) -> list[Route]:
         spans = store.trace(trace_id) if TRACE_ID.match(trace_id) else []
         if not spans:
             raise NotFound(
-                "The trace store holds no trace with that id: it was not sampled, or newer"
-                f" traces have taken its place (the store keeps the newest {store.max_traces:,})."
+                "The trace store holds no trace with that id: it was not sampled, or it is no"
+                f" longer kept (the store keeps the newest {store.max_traces:,} traces, each"
+                f" for {store.max_age_seconds / 60:,.0f} minutes after its last span arrived)."
             )
         return await console.render(
             request,
