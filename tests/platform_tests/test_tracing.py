@@ -127,8 +127,10 @@ async def tracing_flushed() -> None:
 
 async def test_a_failed_request_is_recorded_even_unsampled(sampled_at) -> None:
     sampled_at(0.0)
+    carried: list[tuple[str, str] | None] = []
 
     async def broken(request: Request) -> Response:
+        carried.append(tracing.current_ids())  # what a log line here would name
         raise RuntimeError("the floor gave way")
 
     app = RequestTelemetry(Starlette(routes=[Route("/boom/{thing}", broken)]), "gateway")
@@ -142,6 +144,28 @@ async def test_a_failed_request_is_recorded_even_unsampled(sampled_at) -> None:
     assert failed and failed[0].status == "error"
     assert failed[0].attributes["http.response.status_code"] == 500
     assert not before & {s.trace_id for s in failed}
+    # Kept with the ids its log lines carried, as the root of its trace.
+    assert carried == [(failed[0].trace_id, failed[0].span_id)]
+    assert failed[0].parent_span_id is None
+
+
+def test_an_unsampled_request_carries_one_context_to_its_logs_and_its_events(sampled_at) -> None:
+    """Nothing is recorded, but a log line and an event raised in the same request name the
+    same trace, marked unsampled, so the work it causes elsewhere is not sampled either."""
+    sampled_at(0.0)
+    tracing.finished_spans()
+    with tracing.root("GET", SpanKind.SERVER, service="gateway"):
+        ids = tracing.current_ids()
+        headers: dict[str, str] = {}
+        tracing.inject(headers)
+        again: dict[str, str] = {}
+        tracing.inject(again)
+    assert ids is not None
+    trace_id, span_id = ids
+    assert len(trace_id) == 32 and len(span_id) == 16 and int(trace_id, 16) and int(span_id, 16)
+    assert headers == again == {"traceparent": f"00-{trace_id}-{span_id}-00"}
+    assert tracing.finished_spans() == []
+    assert tracing.current_ids() is None
 
 
 def _trace_ids() -> list[str]:
