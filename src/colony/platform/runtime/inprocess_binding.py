@@ -37,18 +37,22 @@ def _checked(spec: MethodSpec, target: Callable[..., Any], caller: str, service:
     timers = CallTimers(service, spec.name, caller)
     name = f"{service}/{spec.name}"
     attributes = {"rpc.system": "colony", "rpc.method": spec.name, "rpc.caller": caller}
+    ok = timers.ok
 
     async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
         spec.authorize(caller, spec.actor_of(args, kwargs))
         started = perf_counter()
         try:
-            # An internal span, and only inside a sampled trace: no boundary is crossed.
-            with tracing.child(name, attributes=attributes, service=service):
+            if tracing.recording():
+                # An internal span, and only inside a sampled trace: no boundary is crossed.
+                with tracing.child(name, attributes=attributes, service=service):
+                    result = await target(*args, **kwargs)
+            else:
                 result = await target(*args, **kwargs)
         except BaseException as exc:
             timers.failed(exc, started)
             raise
-        timers.ok.observe(perf_counter() - started)
+        ok.observe(perf_counter() - started)
         return result
 
     method.__name__ = spec.name
