@@ -194,6 +194,7 @@ class PostgresDatabase:
         pool_max_size: int | None = None,
     ) -> None:
         self.name = name
+        self._span_attributes = {"db.system.name": "postgresql", "db.namespace": name}
         self._dsn = parse_dsn(dsn, f"colony-{name}")
         self.schema = self._dsn.schema
         self._pool_min = pool_min_size or self._dsn.pool_min_size
@@ -296,7 +297,7 @@ class PostgresDatabase:
         with tracing.child(
             "db transaction",
             SpanKind.CLIENT,
-            {"db.system.name": "postgresql", "db.namespace": self.name},
+            self._span_attributes,
         ):
             async with self._lock:
                 # BEGIN and take the writers' lock in one round trip.

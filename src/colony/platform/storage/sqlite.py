@@ -103,6 +103,7 @@ class SqliteDatabase:
     def __init__(self, name: str, path: str, group_commit: bool = False) -> None:
         self.name = name
         self.path = path
+        self._span_attributes = {"db.system.name": "sqlite", "db.namespace": name}
         # Only where no other connection writes: a group holds the write lock across a turn
         # of the loop, and a writer elsewhere in this process would block the loop waiting.
         self.group_commit = group_commit
@@ -233,7 +234,7 @@ class SqliteDatabase:
         with tracing.child(
             "db transaction",
             SpanKind.CLIENT,
-            {"db.system.name": "sqlite", "db.namespace": self.name},
+            self._span_attributes,
         ):
             async with self._lock:
                 group = self._join_group()
