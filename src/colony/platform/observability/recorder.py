@@ -36,7 +36,6 @@ from colony.platform.observability.trace_store import SpanEvent, SpanLink, Store
 
 SERVICE = "colony.service"
 """The attribute naming whose code a span timed (kept apart, as ``StoredSpan.service``)."""
-KEEP = "colony.keep"
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _KINDS = {
@@ -152,10 +151,12 @@ class RecordedSpan(trace.Span):
         return self.start_ns >= 0
 
     def set_attribute(self, key: str, value: Any) -> None:
-        self.attributes[key] = value
+        if self.start_ns >= 0:  # once ended, its attributes are the stored span's
+            self.attributes[key] = value
 
     def set_attributes(self, attributes: Mapping[str, Any]) -> None:
-        self.attributes.update(attributes)
+        if self.start_ns >= 0:
+            self.attributes.update(attributes)
 
     def add_event(
         self, name: str, attributes: Mapping[str, Any] | None = None, timestamp: int | None = None
@@ -262,7 +263,6 @@ def stored(span: ReadableSpan) -> StoredSpan:
     attributes: dict[str, Any] = {
         key: _plain(value) for key, value in (span.attributes or {}).items()
     }
-    attributes.pop(KEEP, None)
     service = str(attributes.pop(SERVICE, "") or FINISHED.process.split("/")[0])
     parent = span.parent
     return StoredSpan(
