@@ -71,7 +71,7 @@ class RequestTelemetry:
         )
         with root:
             try:
-                await self.app(scope, receive, record)  # type: ignore[arg-type]
+                await self.app(scope, receive, record)
             finally:
                 elapsed = perf_counter() - started
                 template = getattr(scope.get("route"), "path", None) or "unmatched"

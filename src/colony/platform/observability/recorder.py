@@ -175,9 +175,10 @@ class RecordedSpan(trace.Span):
         self.name = name
 
     def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        code = status.status_code if isinstance(status, Status) else status
         if isinstance(status, Status):
-            status, description = status.status_code, status.description
-        self.status = _STATUSES.get(status, "unset")
+            description = status.description
+        self.status = _STATUSES.get(code, "unset")
         self.message = description or ""
 
     def record_exception(

@@ -392,7 +392,7 @@ class _Ratio(Sampler):
         return self._usual.should_sample(*args, **kwargs)
 
     def get_description(self) -> str:
-        return self._usual.get_description()
+        return str(self._usual.get_description())
 
 
 _sdk_sampler = _Ratio()
