@@ -25,18 +25,11 @@ from colony.services.gateway.app import create_app
 from colony.services.gateway.auth import Authenticator
 from colony.services.gateway.last_good import LastGood
 from conftest import list_product, settings_for, sign_up, topology_for
+from fake_clock import FakeClock
 from waiting import eventually
 
 ELSEWHERE = "203.0.113.7"  # documentation addresses: not this host's, so not exempt
 OTHER = "198.51.100.9"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def gateway(market: Marketplace, backends: Any = None, **overrides: Any) -> ASGIApp:

@@ -29,18 +29,7 @@ from colony.platform.resilience import (
     retried_above,
 )
 from colony.platform.resilience.backoff import full_jitter
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
+from fake_clock import FakeClock
 
 # --- breaker --------------------------------------------------------------------------------
 

@@ -14,20 +14,10 @@ from colony.platform.observability.trace_store import (
     StoredSpan,
     TraceStore,
 )
+from fake_clock import FakeClock
 
 BASE = 1_750_000_000 * 10**9
 _ids = itertools.count(1)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def span(
