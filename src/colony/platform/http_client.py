@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 
 from colony.platform.observability import tracing
 from colony.platform.outbound_addresses import ForbiddenDestination, GuardedResolver, OutboundGuard
@@ -126,15 +126,24 @@ class HttpClient:
             except aiohttp.ClientError as exc:
                 raise ConnectionError(f"{dependency}: {exc.__class__.__name__}: {exc}") from exc
 
-        attributes = {"http.request.method": method, "server.address": dependency}
-        with tracing.child(f"{method} {dependency}", SpanKind.CLIENT, attributes):
+        calling = (
+            tracing.child(
+                f"{method} {dependency}",
+                SpanKind.CLIENT,
+                {"http.request.method": method, "server.address": dependency},
+            )
+            if tracing.recording()
+            else tracing.NO_SPAN
+        )
+        with calling:
             if propagate:
                 headers = dict(headers or {})
                 tracing.inject(headers)
             answer = await target.call(
                 send, repeatable=repeatable, failed=lambda r: r.status >= 500
             )
-            tracing.annotate(**{"http.response.status_code": answer.status})
-            if answer.status >= 500:
-                tracing.failed(f"answered {answer.status}")
+            if tracing.records(calling):
+                calling.set_attribute("http.response.status_code", answer.status)
+                if answer.status >= 500:
+                    calling.set_status(StatusCode.ERROR, f"answered {answer.status}")
             return answer

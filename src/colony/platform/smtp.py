@@ -68,6 +68,7 @@ class SmtpClient:
         self.dependency: Dependency = resilience.dependency(DEPENDENCY, [self.address])
         if self.address not in self.dependency.endpoints:
             raise ValueError(f"{DEPENDENCY} is at {self.dependency.endpoints}, not {self.address}")
+        self._span_attributes = {"server.address": self.address}
         self._idle: list[aiosmtplib.SMTP] = []
         self._slots = asyncio.Semaphore(connections)
 
@@ -78,7 +79,7 @@ class SmtpClient:
             return await self._deliver(message, seconds)
 
         async with self._slots:
-            with tracing.child("smtp send", SpanKind.CLIENT, {"server.address": self.address}):
+            with tracing.child("smtp send", SpanKind.CLIENT, self._span_attributes):
                 try:
                     refusal = await self.dependency.call(attempt, repeatable=False)
                 except ColonyError as exc:

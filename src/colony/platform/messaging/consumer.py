@@ -97,24 +97,28 @@ class Consumer:
         outcome = "retry"
         try:
             event = message.decode(event_type)
-            with (
-                context.call_context(correlation=message.headers.get("correlation_id")),
-                # A child of the span that raised the event, in the same trace: one checkout
-                # is one trace across the broker (OpenTelemetry's messaging conventions
-                # allow either; a link alone would split it).
-                tracing.span(
-                    f"{message.topic} process",
-                    SpanKind.CONSUMER,
+            # A child of the span that raised the event, in the same trace: one checkout is
+            # one trace across the broker (OpenTelemetry's messaging conventions allow
+            # either; a link alone would split it).
+            consuming = tracing.span(
+                f"{message.topic} process",
+                SpanKind.CONSUMER,
+                service=self.name,
+                parent=tracing.extract(message.headers),
+            )
+            if tracing.records(consuming):
+                consuming.set_attributes(
                     {
                         "messaging.operation.type": "process",
                         "messaging.destination.name": message.topic,
                         "messaging.consumer.group.name": self.name,
                         "messaging.message.id": message.id,
                         **_order_of(event),
-                    },
-                    service=self.name,
-                    parent=tracing.extract(message.headers),
-                ),
+                    }
+                )
+            with (
+                context.call_context(correlation=message.headers.get("correlation_id")),
+                consuming,
                 deadline.deadline(self.retry.deadline_seconds),
                 retried_above(),
             ):

@@ -23,6 +23,7 @@ from colony.platform.observability import tracing
 from colony.platform.observability.histogram import HistogramChild
 from colony.platform.observability.metrics import http_server_duration
 from colony.platform.observability.recorder import RecordedSpan
+from colony.platform.observability.tracing import NO_SPAN
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNTRACED = ("/health/", "/metrics", "/static/", "/internal/", "/admin/")
@@ -59,16 +60,9 @@ class RequestTelemetry:
             method = "_OTHER"
         path = scope["path"]
         traced = not path.startswith(UNTRACED)
-        root = (
-            tracing.root(
-                method,
-                SpanKind.SERVER,
-                {"http.request.method": method, "url.path": path},
-                service=self.service,
-            )
-            if traced
-            else tracing.NO_SPAN
-        )
+        # Named and given its attributes at the end, once the route is known, and only if
+        # sampled: most requests are not, and carry nothing but their trace context.
+        root = tracing.root(method, SpanKind.SERVER, None, self.service) if traced else NO_SPAN
         with root:
             try:
                 await self.app(scope, receive, record)
@@ -83,7 +77,7 @@ class RequestTelemetry:
                     )
                 child.observe(elapsed)
                 if type(root) is RecordedSpan:
-                    tracing.name_server_span(root, method, template, status)
+                    tracing.name_server_span(root, method, template, status, path)
                 elif traced and status >= 500:
                     # Kept, though not sampled, with the ids its log lines and calls carried.
                     ended = time.time_ns()
@@ -95,6 +89,7 @@ class RequestTelemetry:
                         self.service,
                         {
                             "http.request.method": method,
+                            "url.path": path,
                             "http.route": template,
                             "http.response.status_code": status,
                         },

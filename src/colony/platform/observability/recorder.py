@@ -171,6 +171,9 @@ class RecordedSpan(trace.Span):
         else:
             self.events.append(event)
 
+    def add_link(self, context: SpanContext, attributes: Mapping[str, Any] | None = None) -> None:
+        self.links = (*self.links, Link(context, attributes))
+
     def update_name(self, name: str) -> None:
         self.name = name
 

@@ -36,7 +36,7 @@ import os
 import random
 from collections.abc import Mapping, MutableMapping, Sequence
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeGuard
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -72,6 +72,7 @@ STORE = TraceStore()
 _inherited: ContextVar[_Inherited | None] = ContextVar("colony_unsampled_trace", default=None)
 """The context of an unsampled trace this work belongs to: carried on, never recorded."""
 _LOWER_64 = (1 << 64) - 1
+_draw = random.getrandbits
 _bound = 0
 """A new trace is sampled when the lower 64 bits of its id are below this (TraceIdRatioBased's
 rule, so a collector sampling by ratio agrees)."""
@@ -98,8 +99,15 @@ NO_SPAN = _NoSpan()
 
 
 def recording() -> bool:
-    """Whether a span of Colony's records here (so spans below it are worth opening)."""
+    """Whether a span of Colony's records here (so spans below it are worth opening, and
+    their names and attributes worth building)."""
     return RECORDING.get() is not None
+
+
+def records(span: object) -> TypeGuard[RecordedSpan]:
+    """Whether ``span`` (what :func:`span` or :func:`root` gave) is recorded: its attributes
+    are worth building only then, and most are not."""
+    return type(span) is RecordedSpan
 
 
 def child(
@@ -129,7 +137,8 @@ def span(
 ) -> Any:
     """A span that may start a trace, under ``parent`` if given (the ``traceparent`` a caller
     or an event carried), else under the current span, else at the root of a new trace,
-    sampled at the ratio. With ``keep``, sampled whatever the parent says."""
+    sampled at the ratio. With ``keep``, sampled whatever the parent says. Where work comes
+    often, give the attributes once it :func:`records`: most of it is not sampled."""
     if parent is not None:
         if _unsampled(parent) and not keep:
             # Nothing below is recorded: only carry the context on, so calls from here tell
@@ -166,11 +175,10 @@ def root(
     """The first span of a new trace, whatever is current (the public edge trusts no
     caller's context), sampled at the ratio. Decided from the trace id, and when it is not
     sampled nothing is made but the context it carries on."""
-    ids = random.getrandbits(192) | 1  # a trace id, then a span id (never 0)
-    trace_id = ids >> 64
-    if (trace_id & _LOWER_64) >= _bound and not keep:
-        return _Inherited(ids=ids)
-    return _open(name, kind, attributes, service, None, links, trace_id)
+    ids = _draw(192) | 1  # a trace id, then a span id (never 0)
+    if ((ids >> 64) & _LOWER_64) >= _bound and not keep:
+        return _Inherited(None, ids)
+    return _open(name, kind, attributes, service, None, links, ids >> 64)
 
 
 def _open(
@@ -269,12 +277,19 @@ def annotate(**attributes: Any) -> None:
             current.set_attribute(ORDER_ID if key == "order_id" else key, value)
 
 
-def name_server_span(server: RecordedSpan, method: str, route: str, status: int) -> None:
-    """Name a server span by its route, once the router has matched it, and mark a 5xx as
-    its error (a 4xx is the client's, not the server's)."""
+def name_server_span(
+    server: RecordedSpan, method: str, route: str, status: int, path: str | None = None
+) -> None:
+    """Name a server span by its route, once the router has matched it, give it what HTTP's
+    conventions record of a request, and mark a 5xx as its error (a 4xx is the client's, not
+    the server's)."""
     server.name = f"{method} {route}"
-    server.attributes["http.route"] = route
-    server.attributes["http.response.status_code"] = status
+    attributes = server.attributes
+    attributes["http.request.method"] = method
+    if path is not None:
+        attributes["url.path"] = path
+    attributes["http.route"] = route
+    attributes["http.response.status_code"] = status
     if status >= 500:
         server.set_status(StatusCode.ERROR, f"answered {status}")
 

@@ -315,10 +315,14 @@ class SagaEngine(Generic[S]):
             saga.furthest = max(saga.furthest, saga.step)
             started = time.perf_counter()
             try:
-                with tracing.child(
-                    f"saga {self.definition.kind} {step.name}",
-                    attributes=self._traced(saga),
-                    service=self.db.name,
+                with (
+                    tracing.child(
+                        f"saga {self.definition.kind} {step.name}",
+                        attributes=self._traced(saga),
+                        service=self.db.name,
+                    )
+                    if tracing.recording()
+                    else tracing.NO_SPAN
                 ):
                     result = await self._attempt(saga, step)
             except asyncio.CancelledError:

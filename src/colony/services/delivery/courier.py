@@ -166,12 +166,12 @@ class Courier:
             next_at = None if status == "delivered" else moment + self.step
             # A trace of its own, linked to the checkout's: the step happens hours later in
             # real life, and a child of a trace long finished would stretch it past reading.
-            with tracing.span(
-                f"courier {status}",
-                attributes={ORDER_ID: ref.order_id, "colony.shipment_id": ref.id},
-                service="delivery",
-                links=tracing.link_to(row[len(REF_FIELDS)]),
-            ):
+            stepping = tracing.span(f"courier {status}", service="delivery")
+            if tracing.records(stepping):  # most steps are not sampled: nothing to describe
+                stepping.set_attributes({ORDER_ID: ref.order_id, "colony.shipment_id": ref.id})
+                for link in tracing.link_to(row[len(REF_FIELDS)]):
+                    stepping.add_link(link.context)
+            with stepping:
                 if await transition(self.db, self.outbox, ref, status, note, moment, next_at):
                     advanced += 1
         return len(rows), advanced
