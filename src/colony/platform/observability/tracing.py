@@ -140,7 +140,7 @@ def span(
     sampled at the ratio. With ``keep``, sampled whatever the parent says. Where work comes
     often, give the attributes once it :func:`records`: most of it is not sampled."""
     if parent is not None:
-        if _unsampled(parent) and not keep:
+        if len(parent) == 55 and parent[-3:] == "-00" and not keep:
             # Nothing below is recorded: only carry the context on, so calls from here tell
             # the next process "not sampled" rather than start a trace of their own.
             return _Inherited(parent)
@@ -216,10 +216,6 @@ def _open(
     return RecordedSpan(name, kind, service, attrs, parent.trace_id, parent.span_id, links)
 
 
-def _unsampled(traceparent: str) -> bool:
-    return len(traceparent) == 55 and traceparent.endswith("-00")
-
-
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 
@@ -269,6 +265,8 @@ class _Inherited:
 def annotate(**attributes: Any) -> None:
     """Add attributes to the current span, if it records (``order_id=`` becomes
     ``colony.order_id``, what the console searches by)."""
+    if RECORDING.get() is None:  # none of Colony's spans records here, as for most work
+        return
     current = trace.get_current_span()
     if not current.is_recording():
         return
@@ -296,6 +294,8 @@ def name_server_span(
 
 def failed(message: str) -> None:
     """Mark the current span as failed (an answer that is an error without an exception)."""
+    if RECORDING.get() is None:
+        return
     current = trace.get_current_span()
     if current.is_recording():
         current.set_status(StatusCode.ERROR, message)
@@ -339,6 +339,13 @@ def inject(headers: MutableMapping[str, str]) -> None:
     """Write the current trace context (``traceparent``) into outgoing headers, if any.
     Formatted here: the trace state is never set by Colony, and the propagator's own
     formatting costs several times this."""
+    if RECORDING.get() is None:
+        # Nothing of Colony's records here: the context, if any, is an unsampled trace's (a
+        # library's span is only ever current below one of Colony's).
+        inherited = _inherited.get()
+        if inherited is not None:
+            headers[TRACEPARENT] = inherited.traceparent
+        return
     context = trace.get_current_span().get_span_context()
     if context.is_valid:
         headers[TRACEPARENT] = (
@@ -373,6 +380,12 @@ def current_traceparent() -> str | None:
 
 def current_ids() -> tuple[str, str] | None:
     """The current trace and span ids, in hex, for a log line."""
+    if RECORDING.get() is None:
+        inherited = _inherited.get()
+        if inherited is None:
+            return None
+        traceparent = inherited.traceparent  # an unsampled trace: its ids, the caller's span
+        return traceparent[3:35], traceparent[36:52]
     context = trace.get_current_span().get_span_context()
     if context.is_valid:
         return f"{context.trace_id:032x}", f"{context.span_id:016x}"
@@ -385,6 +398,8 @@ def current_ids() -> tuple[str, str] | None:
 
 def log_event(level: str, event: str) -> None:
     """Add a log line to the current span, if it records: a trace's page shows its logs."""
+    if RECORDING.get() is None:
+        return
     current = trace.get_current_span()
     if current.is_recording():
         current.add_event("log", {"level": level, "event": event[:1000]})
