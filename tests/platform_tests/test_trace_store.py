@@ -142,6 +142,37 @@ def test_one_trace_keeps_at_most_max_spans_per_trace_and_never_more_than_max_spa
     assert len(small.trace(trace_id(1))) == 4 and small.span_count == 4
 
 
+def test_retaining_less_drops_the_oldest_at_once_and_holds_from_then_on() -> None:
+    clock = FakeClock()
+    store = TraceStore(clock=clock)
+    for n in range(1, 6):
+        store.add(a_trace(n, spans=3))
+        clock.advance(10)
+    store.retain(max_traces=3, max_age_seconds=35, max_spans=8)
+    # Trace 1 arrived 50 s ago (past 35 s); of the rest, 3 traces of 3 spans are 9 > 8.
+    assert found(store) == [trace_id(5), trace_id(4)]
+    assert store.span_count == 6
+    store.add(a_trace(6, spans=3))
+    assert found(store) == [trace_id(6), trace_id(5)]
+    clock.advance(36)
+    assert found(store) == []
+
+
+@pytest.mark.parametrize(
+    "bounds",
+    [
+        {"max_traces": 0, "max_age_seconds": 1, "max_spans": 1},
+        {"max_traces": 1, "max_age_seconds": 0, "max_spans": 1},
+        {"max_traces": 1, "max_age_seconds": 1, "max_spans": 0},
+    ],
+)
+def test_retained_bounds_are_positive(bounds: dict[str, float]) -> None:
+    store = TraceStore()
+    with pytest.raises(ValueError):
+        store.retain(**bounds)  # type: ignore[arg-type]
+    assert store.max_traces == 10_000
+
+
 @pytest.mark.parametrize(
     "bounds",
     [{"max_traces": 0}, {"max_spans": 0}, {"max_spans_per_trace": 0}, {"max_age_seconds": 0}],

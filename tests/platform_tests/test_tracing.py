@@ -18,7 +18,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from checkout_helpers import add_to_cart, checkout, wait_for
+from colony.marketplace import running_marketplace
 from colony.payment_provider import CARD_DECLINED
+from colony.platform.config import Settings
 from colony.platform.logging import _add_trace
 from colony.platform.observability import tracing
 from colony.platform.observability.http_telemetry import RequestTelemetry
@@ -26,7 +28,7 @@ from colony.platform.observability.span_shipping import spans_route
 from colony.platform.observability.trace_store import StoredSpan, TraceStore
 from colony.platform.trust import InMemoryKeys, TokenIssuer, TokenVerifier
 from colony.platform.web.problems import install_problem_handlers
-from conftest import list_product, sign_up
+from conftest import list_product, settings_for, sign_up
 from waiting import eventually
 
 
@@ -383,3 +385,33 @@ def test_an_otlp_exporter_receives_each_span_as_the_sdk_exports_it(sampled_at) -
         for span in scope.spans
     }
     assert names == set(by_name)
+
+
+async def test_the_console_stores_retention_comes_from_settings(tmp_path) -> None:
+    read = Settings.from_env(
+        {
+            "COLONY_TRACE_STORE_TRACES": "120",
+            "COLONY_TRACE_STORE_AGE_SECONDS": "90",
+            "COLONY_TRACE_STORE_SPANS": "4000",
+        }
+    )
+    assert (read.trace_store_traces, read.trace_store_age_seconds) == (120, 90.0)
+    settings = settings_for(
+        tmp_path, trace_store_traces=120, trace_store_age_seconds=90.0, trace_store_spans=4000
+    )
+    defaults = (tracing.STORE.max_traces, tracing.STORE.max_age_seconds, tracing.STORE.max_spans)
+    try:
+        async with running_marketplace(settings, serve=False):
+            store = tracing.STORE
+            assert (store.max_traces, store.max_age_seconds, store.max_spans) == (120, 90, 4000)
+    finally:
+        tracing.STORE.retain(*defaults)
+
+
+@pytest.mark.parametrize(
+    "variable",
+    ["COLONY_TRACE_STORE_TRACES", "COLONY_TRACE_STORE_AGE_SECONDS", "COLONY_TRACE_STORE_SPANS"],
+)
+def test_a_store_bound_that_is_not_positive_is_refused(variable: str) -> None:
+    with pytest.raises(msgspec.ValidationError):
+        Settings.from_env({variable: "0"})

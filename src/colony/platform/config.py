@@ -23,6 +23,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     trace_sample_ratio: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.1
     """The share of traces recorded, decided where each begins and followed by every process
     it reaches; traces with an error or a compensation are kept whatever it is."""
+    trace_store_traces: Annotated[int, msgspec.Meta(ge=1)] = 10_000
+    """The most traces the console's store (in the gateway's process) keeps; the oldest go
+    first."""
+    trace_store_age_seconds: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
+    """How long a trace stays in the console's store after its last span arrived."""
+    trace_store_spans: Annotated[int, msgspec.Meta(ge=1)] = 250_000
+    """The most spans the console's store keeps, of all its traces: its memory's bound."""
     traces_url: str | None = None
     """Where a process other than the gateway's sends its spans: the gateway (``colony up
     --distributed`` sets it). Unset: only the gateway's own process is traced into the

@@ -135,6 +135,20 @@ class TraceStore:
         self._sequence = 0
         self._lock = threading.Lock()
 
+    def retain(self, max_traces: int, max_age_seconds: float, max_spans: int) -> None:
+        """Change the bounds (from settings, at start); a store already past the new ones is
+        brought within them at once, oldest traces first."""
+        if min(max_traces, max_spans) < 1 or not max_age_seconds > 0:
+            raise ValueError("a trace store's bounds are positive")
+        with self._lock:
+            self.max_traces = max_traces
+            self.max_age_seconds = max_age_seconds
+            self.max_spans = max_spans
+            self._per_trace = min(self.max_spans_per_trace, max_spans)
+            self._expire()
+            while self._traces and (len(self._traces) > max_traces or self._spans > max_spans):
+                self._drop(next(iter(self._traces.values())))
+
     @property
     def span_count(self) -> int:
         """The spans held, of every trace."""

@@ -165,6 +165,12 @@ class Runtime:
             tracing.configure_tracing(
                 self.process_name, self.settings.instance, self.settings.trace_sample_ratio
             )
+            if self.process_name == "gateway":
+                tracing.STORE.retain(
+                    self.settings.trace_store_traces,
+                    self.settings.trace_store_age_seconds,
+                    self.settings.trace_store_spans,
+                )
             self._shipper = SpanShipper(self._span_destination())
             self._shipper.start()
             for relay in self.relays.values():
