@@ -415,3 +415,22 @@ async def test_the_console_stores_retention_comes_from_settings(tmp_path) -> Non
 def test_a_store_bound_that_is_not_positive_is_refused(variable: str) -> None:
     with pytest.raises(msgspec.ValidationError):
         Settings.from_env({variable: "0"})
+
+
+async def test_a_requests_trace_is_found_by_its_correlation_id(client, sampled_at) -> None:
+    """Whether or not the request raised an event: a plain read is found too, by the id its
+    answer carried, and its root is the gateway's span."""
+    sampled_at(1.0)
+    for correlation in ("read-7", None):
+        headers = {"x-correlation-id": correlation} if correlation else {}
+        answer = await client.get("/api/v1/listings", params={"q": "teapot"}, headers=headers)
+        assert answer.status_code == 200
+        given = answer.headers["x-correlation-id"]
+        assert correlation is None or given == correlation
+
+        async def found(given: str = given) -> list[Any]:
+            return tracing.STORE.search(correlation_id=given)
+
+        [summary] = await eventually(found, within=10)
+        assert summary.root_name == "GET /api/v1/listings"
+        assert summary.correlation_ids == [given]

@@ -19,6 +19,10 @@ class IdempotencyRequest:
     fingerprint: str
 
 
+CORRELATION_HEADER = "x-correlation-id"
+"""The header a correlation id travels in: on a request (a caller's, kept), on every answer,
+and on calls between services."""
+
 _correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 _idempotency: ContextVar[IdempotencyRequest | None] = ContextVar("idempotency", default=None)
 

@@ -19,10 +19,12 @@ from time import perf_counter
 from opentelemetry.trace import SpanKind
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from colony.platform.context import CORRELATION_HEADER
 from colony.platform.observability import tracing
 from colony.platform.observability.histogram import HistogramChild
 from colony.platform.observability.metrics import http_server_duration
 from colony.platform.observability.recorder import RecordedSpan
+from colony.platform.observability.trace_store import CORRELATION_ID
 from colony.platform.observability.tracing import NO_SPAN
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -47,12 +49,17 @@ class RequestTelemetry:
             return
         started = perf_counter()
         status = 500
+        correlation: str | None = None
 
         def record(message: Message) -> Awaitable[None]:
             # A plain function handing back send's awaitable: no coroutine of its own per send.
-            nonlocal status
+            nonlocal status, correlation
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if status >= 500 or type(root) is RecordedSpan:
+                    # Its trace is found by the id the answer carried (set inside, where the
+                    # request entered its call context), when it is recorded.
+                    correlation = _correlation_of(message)
             return send(message)
 
         method = scope["method"]
@@ -78,6 +85,8 @@ class RequestTelemetry:
                 child.observe(elapsed)
                 if type(root) is RecordedSpan:
                     tracing.name_server_span(root, method, template, status, path)
+                    if correlation is not None:
+                        root.set_attribute(CORRELATION_ID, correlation)
                 elif traced and status >= 500:
                     # Kept, though not sampled, with the ids its log lines and calls carried.
                     ended = time.time_ns()
@@ -92,6 +101,17 @@ class RequestTelemetry:
                             "url.path": path,
                             "http.route": template,
                             "http.response.status_code": status,
+                            **({CORRELATION_ID: correlation} if correlation else {}),
                         },
                         f"answered {status}",
                     )
+
+
+def _correlation_of(start: Message) -> str | None:
+    for name, value in start.get("headers", ()):
+        if name == _CORRELATION:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+_CORRELATION = CORRELATION_HEADER.encode()

@@ -25,6 +25,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from colony.platform import context
+from colony.platform.context import CORRELATION_HEADER
 from colony.platform.errors import ColonyError, InvalidInput, NotFound, ServiceUnavailable
 from colony.platform.http_client import UNTIMED
 from colony.platform.observability import tracing
@@ -45,7 +46,6 @@ from colony.platform.trust import TokenIssuer, TokenVerifier
 from colony.platform.web.api import decode_whole_floats
 from colony.platform.web.problems import install_problem_handlers
 
-CORRELATION_HEADER = "x-correlation-id"
 IDEMPOTENCY_KEY_HEADER = "x-idempotency-key"
 IDEMPOTENCY_FINGERPRINT_HEADER = "x-idempotency-fingerprint"
 _problem_decoder = msgspec.json.Decoder(dict[str, Any])

@@ -21,6 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from colony.platform import context
+from colony.platform.context import CORRELATION_HEADER
 from colony.platform.errors import (
     ColonyError,
     InvalidInput,
@@ -30,7 +31,6 @@ from colony.platform.errors import (
 from colony.platform.security import Actor
 from colony.platform.web.problems import PROBLEM_JSON, problem_response
 
-CORRELATION_HEADER = "x-correlation-id"
 IDEMPOTENCY_HEADER = "idempotency-key"
 IDEMPOTENCY_KEY_PATTERN = r"^[!-~]{1,255}$"
 """1 to 255 visible ASCII characters: what every HTTP stack carries in a header unchanged."""

@@ -27,6 +27,7 @@ from starlette.templating import Jinja2Templates
 
 from colony.platform import context
 from colony.platform.config import Settings
+from colony.platform.context import CORRELATION_HEADER
 from colony.platform.errors import ColonyError, Forbidden, NotFound, ServiceUnavailable
 from colony.platform.logging import get_logger
 from colony.platform.runtime.operations import OperationsApi
@@ -46,7 +47,6 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 HERE = Path(__file__).parent
 STOREFRONT_TEMPLATES = HERE.parent / "storefront" / "templates"
-CORRELATION_HEADER = "x-correlation-id"
 CONSOLE_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self';"
     " connect-src 'self'; object-src 'none'; frame-ancestors 'none'; form-action 'self';"

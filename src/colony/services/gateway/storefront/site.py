@@ -17,6 +17,7 @@ from starlette.templating import Jinja2Templates
 
 from colony.platform import context
 from colony.platform.config import Settings
+from colony.platform.context import CORRELATION_HEADER
 from colony.platform.errors import ColonyError
 from colony.platform.logging import get_logger
 from colony.platform.security import Actor
@@ -30,7 +31,6 @@ from colony.services.gateway.storefront.money import format_money
 from colony.services.gateway.storefront.session import SignInRequired, here, login_url, redirect
 
 Endpoint = Callable[[Request], Awaitable[Response]]
-CORRELATION_HEADER = "x-correlation-id"
 _log = get_logger("storefront")
 # Pages carry forms and a session: never framed (clickjacking), no scripts at all, images may
 # come from sellers' own hosts.
