@@ -434,3 +434,28 @@ async def test_a_requests_trace_is_found_by_its_correlation_id(client, sampled_a
         [summary] = await eventually(found, within=10)
         assert summary.root_name == "GET /api/v1/listings"
         assert summary.correlation_ids == [given]
+
+
+async def test_the_events_a_request_raised_are_consumed_under_its_correlation_id(
+    client, sampled_at
+) -> None:
+    sampled_at(1.0)
+    seller = await sign_up(client, "seller")
+    answer = await client.post(
+        "/api/v1/listings",
+        json={"title": "Traced kettle", "category": "home-kitchen", "price_minor": 900},
+        headers={**seller.headers, "x-correlation-id": "corr-consumed"},
+    )
+    assert answer.status_code == 201, answer.text
+
+    async def consumed() -> list[StoredSpan]:
+        return [
+            span
+            for summary in tracing.STORE.search(correlation_id="corr-consumed")
+            for span in tracing.STORE.trace(summary.trace_id)
+            if span.kind == "consumer"
+            and span.attributes.get("colony.correlation_id") == "corr-consumed"
+        ]
+
+    spans = await eventually(consumed, within=10)
+    assert {span.name for span in spans} >= {"catalog.listing.created process"}

@@ -30,7 +30,7 @@ from colony.platform.messaging.message import (
 )
 from colony.platform.observability import tracing
 from colony.platform.observability.metrics import dead_lettered, messaging_process_duration
-from colony.platform.observability.trace_store import ORDER_ID
+from colony.platform.observability.trace_store import CORRELATION_ID, ORDER_ID
 from colony.platform.resilience import deadline, retried_above
 from colony.platform.storage import Database
 
@@ -97,6 +97,7 @@ class Consumer:
         outcome = "retry"
         try:
             event = message.decode(event_type)
+            correlation = message.headers.get("correlation_id")
             # A child of the span that raised the event, in the same trace: one checkout is
             # one trace across the broker (OpenTelemetry's messaging conventions allow
             # either; a link alone would split it).
@@ -113,11 +114,12 @@ class Consumer:
                         "messaging.destination.name": message.topic,
                         "messaging.consumer.group.name": self.name,
                         "messaging.message.id": message.id,
+                        **({CORRELATION_ID: correlation} if correlation else {}),
                         **_order_of(event),
                     }
                 )
             with (
-                context.call_context(correlation=message.headers.get("correlation_id")),
+                context.call_context(correlation=correlation),
                 consuming,
                 deadline.deadline(self.retry.deadline_seconds),
                 retried_above(),
