@@ -340,8 +340,8 @@ def inject(headers: MutableMapping[str, str]) -> None:
     Formatted here: the trace state is never set by Colony, and the propagator's own
     formatting costs several times this."""
     if RECORDING.get() is None:
-        # Nothing of Colony's records here: the context, if any, is an unsampled trace's (a
-        # library's span is only ever current below one of Colony's).
+        # Nothing of Colony's records here: the context carried on is the unsampled trace's
+        # (a span a library opened as a root of its own is not propagated, Colony's trace is).
         inherited = _inherited.get()
         if inherited is not None:
             headers[TRACEPARENT] = inherited.traceparent
