@@ -339,19 +339,16 @@ def inject(headers: MutableMapping[str, str]) -> None:
     """Write the current trace context (``traceparent``) into outgoing headers, if any.
     Formatted here: the trace state is never set by Colony, and the propagator's own
     formatting costs several times this."""
-    if RECORDING.get() is None:
-        # Nothing of Colony's records here: the context carried on is the unsampled trace's
-        # (a span a library opened as a root of its own is not propagated, Colony's trace is).
-        inherited = _inherited.get()
-        if inherited is not None:
-            headers[TRACEPARENT] = inherited.traceparent
-        return
-    context = trace.get_current_span().get_span_context()
-    if context.is_valid:
-        headers[TRACEPARENT] = (
-            f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
-        )
-        return
+    # Only where one of Colony's spans records is the current span worth asking for (most
+    # work is unsampled); elsewhere the context carried on is the unsampled trace's (a span a
+    # library opened as a root of its own is not propagated, Colony's trace is).
+    if RECORDING.get() is not None:
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            headers[TRACEPARENT] = (
+                f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+            )
+            return
     inherited = _inherited.get()
     if inherited is not None:
         headers[TRACEPARENT] = inherited.traceparent
@@ -380,20 +377,15 @@ def current_traceparent() -> str | None:
 
 def current_ids() -> tuple[str, str] | None:
     """The current trace and span ids, in hex, for a log line."""
-    if RECORDING.get() is None:
-        inherited = _inherited.get()
-        if inherited is None:
-            return None
-        traceparent = inherited.traceparent  # an unsampled trace: its ids, the caller's span
-        return traceparent[3:35], traceparent[36:52]
-    context = trace.get_current_span().get_span_context()
-    if context.is_valid:
-        return f"{context.trace_id:032x}", f"{context.span_id:016x}"
+    if RECORDING.get() is not None:
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            return f"{context.trace_id:032x}", f"{context.span_id:016x}"
     inherited = _inherited.get()
-    if inherited is not None:  # an unsampled trace: its ids, and the caller's span
-        traceparent = inherited.traceparent
-        return traceparent[3:35], traceparent[36:52]
-    return None
+    if inherited is None:
+        return None
+    traceparent = inherited.traceparent  # an unsampled trace: its ids, and the caller's span
+    return traceparent[3:35], traceparent[36:52]
 
 
 def log_event(level: str, event: str) -> None:
