@@ -117,14 +117,10 @@ class TraceStore:
         max_spans: int = 250_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if min(max_traces, max_spans_per_trace, max_spans) < 1 or not max_age_seconds > 0:
+        if max_spans_per_trace < 1:
             raise ValueError("a trace store's bounds are positive")
-        self.max_traces = max_traces
         self.max_spans_per_trace = max_spans_per_trace
-        self.max_age_seconds = max_age_seconds
-        self.max_spans = max_spans
         self._clock = clock
-        self._per_trace = min(max_spans_per_trace, max_spans)
         self._traces: OrderedDict[str, _Trace] = OrderedDict()
         """By their first span's arrival, oldest first: the order searches list them in."""
         self._arrivals: OrderedDict[str, _Trace] = OrderedDict()
@@ -134,6 +130,7 @@ class TraceStore:
         self._spans = 0
         self._sequence = 0
         self._lock = threading.Lock()
+        self.retain(max_traces, max_age_seconds, max_spans)
 
     def retain(self, max_traces: int, max_age_seconds: float, max_spans: int) -> None:
         """Change the bounds (from settings, at start); a store already past the new ones is

@@ -12,7 +12,6 @@ from time import perf_counter
 from typing import Any
 
 from colony.platform.observability import tracing
-from colony.platform.observability.recorder import RECORDING
 from colony.platform.observability.rpc_metrics import CallTimers
 from colony.platform.runtime.interface import MethodSpec, interface_methods
 
@@ -44,7 +43,7 @@ def _checked(spec: MethodSpec, target: Callable[..., Any], caller: str, service:
         spec.authorize(caller, spec.actor_of(args, kwargs))
         started = perf_counter()
         try:
-            if RECORDING.get() is not None:
+            if tracing.recording():
                 # An internal span, and only inside a sampled trace: no boundary is crossed.
                 with tracing.child(name, attributes=attributes, service=service):
                     result = await target(*args, **kwargs)
