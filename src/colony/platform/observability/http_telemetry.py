@@ -25,7 +25,6 @@ from colony.platform.observability.histogram import HistogramChild
 from colony.platform.observability.metrics import http_server_duration
 from colony.platform.observability.recorder import RecordedSpan
 from colony.platform.observability.trace_store import CORRELATION_ID
-from colony.platform.observability.tracing import NO_SPAN
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNTRACED = ("/health/", "/metrics", "/static/", "/internal/", "/admin/")
@@ -48,6 +47,15 @@ class RequestTelemetry:
             await self.app(scope, receive, send)
             return
         started = perf_counter()
+        ids = 0  # probes, scrapes and files: measured, never traced
+        if not scope["path"].startswith(UNTRACED):
+            root = tracing.new_root(SpanKind.SERVER, self.service)
+            if isinstance(root, RecordedSpan):
+                await self._recorded(scope, receive, send, root, started)
+                return
+            ids = root
+        # Not sampled, as nine requests in ten: the trace's ids are carried for its logs and
+        # calls, and nothing is built for a span unless the answer is a 5xx.
         status = 500
         correlation: str | None = None
 
@@ -56,38 +64,18 @@ class RequestTelemetry:
             nonlocal status, correlation
             if message["type"] == "http.response.start":
                 status = message["status"]
-                if status >= 500 or type(root) is RecordedSpan:
-                    # Its trace is found by the id the answer carried (set inside, where the
-                    # request entered its call context), when it is recorded.
+                if status >= 500:
                     correlation = _correlation_of(message)
             return send(message)
 
-        method = scope["method"]
-        if method not in KNOWN_METHODS:
-            method = "_OTHER"
-        path = scope["path"]
-        traced = not path.startswith(UNTRACED)
-        # Named and given its attributes at the end, once the route is known, and only if
-        # sampled: most requests are not, and carry nothing but their trace context.
-        root = tracing.root(method, SpanKind.SERVER, None, self.service) if traced else NO_SPAN
-        with root:
-            try:
-                await self.app(scope, receive, record)
-            finally:
-                elapsed = perf_counter() - started
-                template = getattr(scope.get("route"), "path", None) or "unmatched"
-                key = (method, template, status)
-                child = self._children.get(key)
-                if child is None:
-                    child = self._children[key] = http_server_duration.labels(
-                        self.service, method, template, str(status)
-                    )
-                child.observe(elapsed)
-                if type(root) is RecordedSpan:
-                    tracing.name_server_span(root, method, template, status, path)
-                    if correlation is not None:
-                        root.set_attribute(CORRELATION_ID, correlation)
-                elif traced and status >= 500:
+        token = tracing.UNSAMPLED.set(ids) if ids else None
+        try:
+            await self.app(scope, receive, record)
+        finally:
+            elapsed = perf_counter() - started
+            method, template = self._observe(scope, status, elapsed)
+            if token is not None:
+                if status >= 500:
                     # Kept, though not sampled, with the ids its log lines and calls carried.
                     ended = time.time_ns()
                     tracing.record_after(
@@ -98,13 +86,53 @@ class RequestTelemetry:
                         self.service,
                         {
                             "http.request.method": method,
-                            "url.path": path,
+                            "url.path": scope["path"],
                             "http.route": template,
                             "http.response.status_code": status,
                             **({CORRELATION_ID: correlation} if correlation else {}),
                         },
                         f"answered {status}",
                     )
+                tracing.UNSAMPLED.reset(token)
+
+    async def _recorded(
+        self, scope: Scope, receive: Receive, send: Send, root: RecordedSpan, started: float
+    ) -> None:
+        status = 500
+        correlation: str | None = None
+
+        def record(message: Message) -> Awaitable[None]:
+            nonlocal status, correlation
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                # Its trace is found by the id the answer carried (set inside, where the
+                # request entered its call context).
+                correlation = _correlation_of(message)
+            return send(message)
+
+        with root:
+            try:
+                await self.app(scope, receive, record)
+            finally:
+                method, template = self._observe(scope, status, perf_counter() - started)
+                tracing.name_server_span(root, method, template, status, scope["path"])
+                if correlation is not None:
+                    root.set_attribute(CORRELATION_ID, correlation)
+
+    def _observe(self, scope: Scope, status: int, elapsed: float) -> tuple[str, str]:
+        """Count the request under its method and route template, and say what those are."""
+        method = scope["method"]
+        if method not in KNOWN_METHODS:
+            method = "_OTHER"
+        template = getattr(scope.get("route"), "path", None) or "unmatched"
+        key = (method, template, status)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = http_server_duration.labels(
+                self.service, method, template, str(status)
+            )
+        child.observe(elapsed)
+        return method, template
 
 
 def _correlation_of(start: Message) -> str | None:

@@ -12,6 +12,7 @@ from time import perf_counter
 from typing import Any
 
 from colony.platform.observability import tracing
+from colony.platform.observability.recorder import RECORDING
 from colony.platform.observability.rpc_metrics import CallTimers
 from colony.platform.runtime.interface import MethodSpec, interface_methods
 
@@ -43,7 +44,7 @@ def _checked(spec: MethodSpec, target: Callable[..., Any], caller: str, service:
         spec.authorize(caller, spec.actor_of(args, kwargs))
         started = perf_counter()
         try:
-            if tracing.recording():
+            if RECORDING.get() is not None:  # tracing.recording(), without a call per call
                 # An internal span, and only inside a sampled trace: no boundary is crossed.
                 with tracing.child(name, attributes=attributes, service=service):
                     result = await target(*args, **kwargs)
