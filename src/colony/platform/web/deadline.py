@@ -8,7 +8,7 @@ its deadline passes gets a 504 problem rather than a connection that hangs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -54,10 +54,11 @@ class RequestDeadline:
             return
         started = False
 
-        async def tracking_send(message: Message) -> None:
+        def tracking_send(message: Message) -> Awaitable[None]:
+            # A plain function handing back send's awaitable: no coroutine of its own per send.
             nonlocal started
             started = True
-            await send(message)
+            return send(message)
 
         try:
             async with deadline.deadline(seconds):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Generator
+
 import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -109,34 +111,53 @@ class PublicProblems:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # A plain function handing back the app's awaitable, and a send that is one too
+        # until a problem is held: most answers pass through untouched.
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         held: Message | None = None
         body = bytearray()
 
-        async def rewrite(message: Message) -> None:
+        def rewrite(message: Message) -> Awaitable[None]:
             nonlocal held
-            if message["type"] == "http.response.start":
-                if message["status"] >= 500 and _is_problem(message):
+            if held is None:
+                if (
+                    message["type"] == "http.response.start"
+                    and message["status"] >= 500
+                    and _is_problem(message)
+                ):
                     held = message
-                    return
-                await send(message)
-                return
-            if held is None or message["type"] != "http.response.body":
-                await send(message)
-                return
+                    return _HELD
+                return send(message)
+            if message["type"] != "http.response.body":
+                return send(message)
             body.extend(message.get("body", b""))
             if message.get("more_body", False):
-                return
-            public = _public_problem(bytes(body), scope)
-            headers = [(k, v) for k, v in held["headers"] if k != b"content-length"]
-            headers.append((b"content-length", str(len(public)).encode()))
-            await send({**held, "headers": headers})
-            await send({"type": "http.response.body", "body": public})
+                return _HELD
+            return _send_public(send, held, _public_problem(bytes(body), scope))
 
-        await self.app(scope, receive, rewrite)
+        return self.app(scope, receive, rewrite)
+
+
+async def _send_public(send: Send, held: Message, public: bytes) -> None:
+    headers = [(k, v) for k, v in held["headers"] if k != b"content-length"]
+    headers.append((b"content-length", str(len(public)).encode()))
+    await send({**held, "headers": headers})
+    await send({"type": "http.response.body", "body": public})
+
+
+class _Nothing:
+    """An awaitable that is done at once: what a send the middleware holds back gives."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[None, None, None]:
+        return
+        yield
+
+
+_HELD = _Nothing()
 
 
 def _is_problem(start: Message) -> bool:

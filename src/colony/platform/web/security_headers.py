@@ -18,7 +18,7 @@ machine, and HSTS received over plain HTTP is ignored by browsers anyway.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Collection, Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -40,33 +40,46 @@ class SecurityHeaders:
         hsts_seconds: int = HSTS_SECONDS,
     ) -> None:
         self.app = app
-        self.policies = [(prefix, policy.encode()) for prefix, policy in policies]
-        self.default_policy = default_policy.encode()
         self.trusted_proxies = frozenset(trusted_proxies)
-        self.hsts = f"max-age={hsts_seconds}; includeSubDomains".encode()
+        hsts = (b"strict-transport-security", f"max-age={hsts_seconds}; includeSubDomains".encode())
+        # Each answer's fixed headers, written once for each policy, over TLS and not: every
+        # request takes one of these as it is.
+        self._policies = [
+            (prefix, _fixed_headers(policy.encode()), _fixed_headers(policy.encode(), hsts))
+            for prefix, policy in policies
+        ]
+        self._default = (
+            _fixed_headers(default_policy.encode()),
+            _fixed_headers(default_policy.encode(), hsts),
+        )
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # A plain function handing back the app's awaitable: no coroutine of its own per
+        # request, none per send.
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         if scope.get("scheme") != "https" and self._forwarded_over_tls(scope):
             scope = {**scope, "scheme": "https"}
         fixed = self._headers(scope)
         # A bearer token's answers are one account's; the storefront marks its signed-in
         # pages itself, while its other answers (style sheets too) come with cookies.
-        credentials = any(name == b"authorization" for name, _ in scope["headers"])
+        credentials = False
+        for name, _ in scope["headers"]:
+            if name == b"authorization":
+                credentials = True
+                break
 
-        async def send_with_headers(message: Message) -> None:
+        def send_with_headers(message: Message) -> Awaitable[None]:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", ()))
                 present = {name.lower() for name, _ in headers}
-                headers.extend((name, value) for name, value in fixed if name not in present)
+                headers.extend(header for header in fixed if header[0] not in present)
                 if credentials and b"cache-control" not in present:
                     headers.append((b"cache-control", b"no-store"))
                 message = {**message, "headers": headers}
-            await send(message)
+            return send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        return self.app(scope, receive, send_with_headers)
 
     def _forwarded_over_tls(self, scope: Scope) -> bool:
         client = scope.get("client")
@@ -79,16 +92,24 @@ class SecurityHeaders:
                 return proto == b"https"
         return False
 
-    def _headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:
+    def _headers(self, scope: Scope) -> tuple[tuple[bytes, bytes], ...]:
         path = scope["path"]
-        policy = next((p for prefix, p in self.policies if path.startswith(prefix)), None)
-        headers = [
-            (b"content-security-policy", policy or self.default_policy),
-            (b"x-content-type-options", b"nosniff"),
-            (b"x-frame-options", b"DENY"),
-            (b"referrer-policy", b"no-referrer"),
-            (b"cross-origin-resource-policy", b"same-origin"),
-        ]
-        if scope.get("scheme") == "https":
-            headers.append((b"strict-transport-security", self.hsts))
-        return headers
+        plain, secure = self._default
+        for prefix, policy_plain, policy_secure in self._policies:
+            if path.startswith(prefix):
+                plain, secure = policy_plain, policy_secure
+                break
+        return secure if scope.get("scheme") == "https" else plain
+
+
+def _fixed_headers(
+    policy: bytes, *over_tls: tuple[bytes, bytes]
+) -> tuple[tuple[bytes, bytes], ...]:
+    return (
+        (b"content-security-policy", policy),
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"cross-origin-resource-policy", b"same-origin"),
+        *over_tls,
+    )
