@@ -10,7 +10,7 @@ used from another site, whatever the list holds.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Awaitable, Collection
 
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -31,10 +31,11 @@ class CrossOrigin:
         self.app = app
         self.allowed = frozenset(origin.rstrip("/").lower() for origin in allowed_origins)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # A plain function handing back the app's awaitable: no coroutine of its own per
+        # request, nor per send.
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         origin = preflight_method = None
         for name, value in scope["headers"]:
             if name == b"origin":
@@ -42,17 +43,14 @@ class CrossOrigin:
             elif name == b"access-control-request-method":
                 preflight_method = value
         if origin is None:
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         allowed = origin.lower() in self.allowed
         if scope["method"] == "OPTIONS" and preflight_method is not None:
-            await self._preflight(allowed, origin, scope, receive, send)
-            return
+            return self._preflight(allowed, origin, scope, receive, send)
         if not allowed:
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
 
-        async def send_allowing(message: Message) -> None:
+        def send_allowing(message: Message) -> Awaitable[None]:
             if message["type"] == "http.response.start":
                 headers = [
                     *message.get("headers", ()),
@@ -61,9 +59,9 @@ class CrossOrigin:
                     (b"vary", b"Origin"),
                 ]
                 message = {**message, "headers": headers}
-            await send(message)
+            return send(message)
 
-        await self.app(scope, receive, send_allowing)
+        return self.app(scope, receive, send_allowing)
 
     async def _preflight(
         self, allowed: bool, origin: str, scope: Scope, receive: Receive, send: Send

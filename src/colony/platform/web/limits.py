@@ -9,6 +9,7 @@ client before its headers are done.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -36,15 +37,15 @@ class BodySizeLimit:
         self.max_bytes = max_bytes
         self.read_seconds = read_seconds
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # A plain function handing back the app's awaitable: no coroutine of its own per
+        # request.
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         for name, value in scope["headers"]:
             if name == b"content-length":
                 if not value.isdigit() or int(value) > self.max_bytes:
-                    await self._reject(scope, receive, send)
-                    return
+                    return self._reject(scope, receive, send)
                 break
         received = 0
         body_done = False
@@ -73,7 +74,7 @@ class BodySizeLimit:
                 body_done = True
             return message
 
-        await self.app(scope, limited_receive, send)
+        return self.app(scope, limited_receive, send)
 
     def _detail(self) -> str:
         return f"The body may be at most {self.max_bytes} bytes."

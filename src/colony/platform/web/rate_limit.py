@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -115,16 +115,17 @@ class RateLimit:
         self.exempt_paths = exempt_paths
         self.refused = 0
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # A plain function handing back the app's awaitable (or the refusal's): no coroutine
+        # of its own per request.
         if scope["type"] == "http" and not scope["path"].startswith(self.exempt_paths):
             key = self.key(scope)
             if key is not None:
                 wait = self.buckets.take(key)
                 if wait:
                     self.refused += 1
-                    await self._refuse(wait, scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
+                    return self._refuse(wait, scope, receive, send)
+        return self.app(scope, receive, send)
 
     async def _refuse(self, wait: float, scope: Scope, receive: Receive, send: Send) -> None:
         seconds = max(1, math.ceil(wait))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -189,16 +189,17 @@ class LocalOnly:
         self.app = app
         self.prefixes = prefixes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # A plain function handing back the app's awaitable: no coroutine of its own per
+        # request.
         if (
             scope["type"] == "http"
             and scope["path"].startswith(self.prefixes)
             and not _from_this_machine(scope)
         ):
             error = NotFound(f"No resource at {scope['path']}")
-            await problem_response(error, scope["path"])(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
+            return problem_response(error, scope["path"])(scope, receive, send)
+        return self.app(scope, receive, send)
 
 
 def _from_this_machine(scope: Scope) -> bool:
