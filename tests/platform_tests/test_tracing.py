@@ -341,6 +341,23 @@ def test_a_span_another_library_opens_through_the_api_joins_colonys_trace(sample
     assert spans["library work"].attributes == {"library.detail": "x"}
 
 
+def test_colonys_span_is_the_apis_current_span_inside_its_block_alone(sampled_at) -> None:
+    """Colony sets OpenTelemetry's context itself (not through the API's calls): what the API
+    reads must be the same, inside the block, in a block nested in it, and after both."""
+    from opentelemetry import trace
+
+    sampled_at(1.0)
+    with tracing.span("outer", SpanKind.SERVER, service="orders") as outer:
+        assert trace.get_current_span() is outer
+        with tracing.child("inner") as inner:
+            assert trace.get_current_span() is inner
+            assert inner.get_span_context().trace_id == outer.get_span_context().trace_id
+        assert trace.get_current_span() is outer
+    assert trace.get_current_span() is trace.INVALID_SPAN
+    assert tracing.current_ids() is None
+    tracing.finished_spans()
+
+
 def test_an_otlp_exporter_receives_each_span_as_the_sdk_exports_it(sampled_at) -> None:
     """With ``OTEL_EXPORTER_OTLP_*`` set, every finished span is handed to the SDK's batch
     processor: here an in-memory exporter stands in, and the OTLP encoder takes what it got."""

@@ -55,6 +55,7 @@ from colony.platform.observability.recorder import (
     RECORDING,
     RecordedSpan,
     SdkSpans,
+    current_span,
     use_resource,
 )
 from colony.platform.observability.trace_store import (
@@ -124,7 +125,7 @@ def child(
     database transaction)."""
     if RECORDING.get() is None:
         return NO_SPAN
-    current = trace.get_current_span()  # Colony's, or a library's span opened below it
+    current = current_span()  # Colony's, or a library's span opened below it
     parent = current if type(current) is RecordedSpan else current.get_span_context()
     return _open(name, kind, attributes, service, parent, ())
 
@@ -151,7 +152,7 @@ def span(
         if remote is not None:
             return _open(name, kind, attributes, service, remote, links)
         # A malformed traceparent: as if there were none.
-    current = trace.get_current_span()
+    current = current_span()
     context = current.get_span_context()
     if context.is_valid:
         if context.trace_flags.sampled or keep:
@@ -282,7 +283,7 @@ def annotate(**attributes: Any) -> None:
     ``colony.order_id``, what the console searches by)."""
     if RECORDING.get() is None:  # none of Colony's spans records here, as for most work
         return
-    current = trace.get_current_span()
+    current = current_span()
     if not current.is_recording():
         return
     for key, value in attributes.items():
@@ -311,7 +312,7 @@ def failed(message: str) -> None:
     """Mark the current span as failed (an answer that is an error without an exception)."""
     if RECORDING.get() is None:
         return
-    current = trace.get_current_span()
+    current = current_span()
     if current.is_recording():
         current.set_status(StatusCode.ERROR, message)
 
@@ -358,7 +359,7 @@ def inject(headers: MutableMapping[str, str]) -> None:
     # work is unsampled); elsewhere the context carried on is the unsampled trace's (a span a
     # library opened as a root of its own is not propagated, Colony's trace is).
     if RECORDING.get() is not None:
-        context = trace.get_current_span().get_span_context()
+        context = current_span().get_span_context()
         if context.is_valid:
             headers[TRACEPARENT] = (
                 f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
@@ -393,7 +394,7 @@ def current_traceparent() -> str | None:
 def current_ids() -> tuple[str, str] | None:
     """The current trace and span ids, in hex, for a log line."""
     if RECORDING.get() is not None:
-        context = trace.get_current_span().get_span_context()
+        context = current_span().get_span_context()
         if context.is_valid:
             return f"{context.trace_id:032x}", f"{context.span_id:016x}"
     inherited = UNSAMPLED.get()
@@ -407,7 +408,7 @@ def log_event(level: str, event: str) -> None:
     """Add a log line to the current span, if it records: a trace's page shows its logs."""
     if RECORDING.get() is None:
         return
-    current = trace.get_current_span()
+    current = current_span()
     if current.is_recording():
         current.add_event("log", {"level": level, "event": event[:1000]})
 
