@@ -47,15 +47,14 @@ class RequestTelemetry:
             await self.app(scope, receive, send)
             return
         started = perf_counter()
+        root: RecordedSpan | None = None
         ids = 0  # probes, scrapes and files: measured, never traced
         if not scope["path"].startswith(UNTRACED):
-            root = tracing.new_root(SpanKind.SERVER, self.service)
-            if isinstance(root, RecordedSpan):
-                await self._recorded(scope, receive, send, root, started)
-                return
-            ids = root
-        # Not sampled, as nine requests in ten: the trace's ids are carried for its logs and
-        # calls, and nothing is built for a span unless the answer is a 5xx.
+            drawn = tracing.new_root(SpanKind.SERVER, self.service)
+            if isinstance(drawn, RecordedSpan):
+                root = drawn
+            else:
+                ids = drawn
         status = 500
         correlation: str | None = None
 
@@ -64,10 +63,24 @@ class RequestTelemetry:
             nonlocal status, correlation
             if message["type"] == "http.response.start":
                 status = message["status"]
-                if status >= 500:
+                if status >= 500 or root is not None:
+                    # Its trace is found by the id the answer carried (set inside, where the
+                    # request entered its call context), when it is recorded.
                     correlation = _correlation_of(message)
             return send(message)
 
+        if root is not None:
+            with root:
+                try:
+                    await self.app(scope, receive, record)
+                finally:
+                    method, template = self._observe(scope, status, perf_counter() - started)
+                    tracing.name_server_span(root, method, template, status, scope["path"])
+                    if correlation is not None:
+                        root.set_attribute(CORRELATION_ID, correlation)
+            return
+        # Not sampled, as nine requests in ten: the trace's ids are carried for its logs and
+        # calls, and nothing is built for a span unless the answer is a 5xx.
         token = tracing.UNSAMPLED.set(ids) if ids else None
         try:
             await self.app(scope, receive, record)
@@ -94,30 +107,6 @@ class RequestTelemetry:
                         f"answered {status}",
                     )
                 tracing.UNSAMPLED.reset(token)
-
-    async def _recorded(
-        self, scope: Scope, receive: Receive, send: Send, root: RecordedSpan, started: float
-    ) -> None:
-        status = 500
-        correlation: str | None = None
-
-        def record(message: Message) -> Awaitable[None]:
-            nonlocal status, correlation
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                # Its trace is found by the id the answer carried (set inside, where the
-                # request entered its call context).
-                correlation = _correlation_of(message)
-            return send(message)
-
-        with root:
-            try:
-                await self.app(scope, receive, record)
-            finally:
-                method, template = self._observe(scope, status, perf_counter() - started)
-                tracing.name_server_span(root, method, template, status, scope["path"])
-                if correlation is not None:
-                    root.set_attribute(CORRELATION_ID, correlation)
 
     def _observe(self, scope: Scope, status: int, elapsed: float) -> tuple[str, str]:
         """Count the request under its method and route template, and say what those are."""
