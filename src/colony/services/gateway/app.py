@@ -12,7 +12,6 @@ from typing import Any
 
 import msgspec
 import openapi_ui_bundles
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -34,6 +33,7 @@ from colony.platform.web.problems import (
     install_problem_handlers,
     problem_response,
 )
+from colony.platform.web.routing import indexed_app
 from colony.platform.web.security_headers import LOCAL_PROXIES, SecurityHeaders
 from colony.services.gateway.api_orders import add_order_routes
 from colony.services.gateway.api_v1 import build_api
@@ -159,7 +159,7 @@ def create_app(
         *storefront_routes(backends, auth, settings),
         *console_routes(backends, auth, settings, event_catalogue),
     ]
-    app = Starlette(routes=routes)
+    app = indexed_app(routes)
     install_problem_handlers(app)
     # Reads answer within 5 s or not at all; writes (a checkout) get the whole budget.
     reads = ("GET", "/", min(5.0, settings.request_deadline_seconds))
