@@ -1,8 +1,8 @@
 """A router that goes straight to the routes a request's path can match.
 
 Starlette's router tries each route's regular expression in turn until one matches, so a
-request for the tenth route pays for nine that could never have matched: about a twentieth
-of a cached search's time at the gateway, which has a hundred routes. Here each path written
+request for the seventh route pays for six that could never have matched: about 8 % of a
+cached search's instructions at the gateway, which has 88 routes. Here each path written
 out in full (``/api/v1/listings``) is looked up in a dictionary, and only the routes that can
 match it are tried: the ones with that path, and every route with parameters or a prefix
 (``/api/v1/orders/{order_id}``, a mount), in the order they were given. The first to match in
